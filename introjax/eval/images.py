@@ -1,0 +1,48 @@
+"""Sample images written as PNG files."""
+import math
+import os
+
+import numpy as np
+
+
+def to_uint8(images):
+  """[-1, 1] floats -> uint8."""
+  images = np.asarray(images, np.float32)
+  return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def grid(images, columns=None, gap=2):
+  """(N, H, W, C) images in [-1, 1] -> one (rows*H, columns*W, C) uint8
+  image with white gaps."""
+  images = to_uint8(images)
+  n, h, w, c = images.shape
+  columns = columns or math.ceil(math.sqrt(n))
+  rows = math.ceil(n / columns)
+  sheet = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, c), 255,
+                  np.uint8)
+  for i, image in enumerate(images):
+    r, col = divmod(i, columns)
+    sheet[r * (h + gap):r * (h + gap) + h,
+          col * (w + gap):col * (w + gap) + w] = image
+  return sheet
+
+
+def save_png(path, image):
+  """Writes one (H, W, C) uint8 image (C = 1 or 3)."""
+  from PIL import Image
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  image = image[..., 0] if image.shape[-1] == 1 else image
+  tmp = path + ".tmp"
+  Image.fromarray(image).save(tmp, format="PNG")
+  os.replace(tmp, path)
+
+
+def save_grid(path, images, columns=None):
+  save_png(path, grid(images, columns))
+
+
+def center_crop(images, size):
+  """The central size×size region of (N, H, W, C) canvases."""
+  h, w = images.shape[1:3]
+  top, left = (h - size) // 2, (w - size) // 2
+  return images[:, top:top + size, left:left + size]

@@ -1,0 +1,74 @@
+r"""Trains an introspective model from a config file.
+
+    python -m introjax.main --config=configs/igm_texture.py --workdir=runs/brick
+    python -m introjax.main --config=configs/igm_texture.py:paper \
+        --workdir=runs/brick_paper --config.data.image_path=pebbles.jpg
+
+Rerunning the same command resumes from the last complete round. The logic
+lives in libraries (`introjax.training`) so notebooks can call
+`train_and_evaluate(config, workdir)` directly.
+"""
+import logging as std_logging
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from introjax import config_utils
+from introjax.errors import UserError
+from introjax.training import igm
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics "
+                               "and sample images go.", required=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "A config file, optionally with a variant: "
+    "configs/igm_texture.py:paper.", lock_config=True)
+
+TRAINERS = {"igm": igm.train_and_evaluate}
+
+
+def _maybe_initialize_distributed():
+  """On a multi-host pod every worker runs this same command; one host
+  (laptop, single GPU) needs nothing."""
+  try:
+    jax.distributed.initialize()
+  except (ValueError, RuntimeError):
+    pass
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  config = _CONFIG.value
+  if config.trainer not in TRAINERS:
+    raise UserError(f"Unknown trainer {config.trainer!r} in the config; the "
+                    f"known ones are {', '.join(TRAINERS)}.")
+  _maybe_initialize_distributed()
+  TRAINERS[config.trainer](config, _WORKDIR.value)
+
+
+class _QuietLibraries(std_logging.Filter):
+  """Keeps the terminal to our progress lines: libraries' INFO chatter
+  (Orbax logs every checkpoint write) is dropped, their warnings kept."""
+
+  def filter(self, record):
+    return (record.levelno >= std_logging.WARNING or
+            "introjax" in record.pathname)
+
+
+def run(argv=None):
+  argv = sys.argv if argv is None else argv
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  try:
+    config_utils.check_overrides(argv[1:])
+    app.run(main, argv=argv)
+  except UserError as e:
+    sys.exit(f"introjax: error: {e}")
+
+
+if __name__ == "__main__":
+  run()

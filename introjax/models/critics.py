@@ -1,0 +1,85 @@
+"""Critic networks: a CNN whose logit f(x) is both classifier and energy.
+
+Every critic maps a batch (B, H, W, C) to logits (B,). Normalisation is per
+sample (LayerNorm over H, W, C), so a sample's logit and its input gradient
+never depend on what else is in the batch: synthesis is batch-independent.
+"""
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+
+from introjax.errors import ConfigError
+from introjax.models.conv import conv2d
+
+
+class Conv(nn.Module):
+  """A convolution through `conv2d` (which has a CPU-friendly backward)."""
+  features: int
+  kernel_size: int
+  stride: int = 1
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    k = self.kernel_size
+    kernel = self.param("kernel", nn.initializers.normal(0.02),
+                        (k, k, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.stride)
+    return y + bias.astype(self.dtype)
+
+
+class DCGANCritic(nn.Module):
+  """IGM §4's discriminator: strided 5×5 convs, LeakyReLU 0.2, linear logit.
+
+  IGM uses BatchNorm after every conv but the first; we use per-sample
+  LayerNorm there so sampling does not depend on batch composition.
+  """
+  features: Sequence[int] = (64, 128, 256, 512)
+  kernel_size: int = 5
+  norm: str = "layer"
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    for i, f in enumerate(self.features):
+      x = Conv(f, self.kernel_size, stride=2, dtype=self.dtype,
+               name=f"conv{i}")(x)
+      if i > 0 and self.norm == "layer":
+        x = nn.LayerNorm(reduction_axes=(-3, -2, -1), dtype=self.dtype,
+                         name=f"norm{i}")(x)
+      x = nn.leaky_relu(x, 0.2)
+    x = x.reshape(x.shape[0], -1)
+    logit = nn.Dense(1, dtype=self.dtype, name="logit",
+                     kernel_init=nn.initializers.normal(0.02))(x)
+    return logit[:, 0].astype(jnp.float32)
+
+
+_NORMS = ("layer", "none")
+
+
+def build_critic(model: ml_collections.ConfigDict, dtype="float32") -> nn.Module:
+  """The critic named by `config.model`."""
+  if model.name != "dcgan":
+    raise ConfigError(f"Unknown critic model.name={model.name!r}; "
+                     "the known critics are: 'dcgan'.")
+  if model.norm not in _NORMS:
+    raise ConfigError(f"Unknown model.norm={model.norm!r}; use one of {_NORMS}.")
+  return DCGANCritic(features=tuple(model.features),
+                     kernel_size=model.kernel_size, norm=model.norm,
+                     dtype=jnp.dtype(dtype))
+
+
+def init_critic(critic: nn.Module, key, input_shape):
+  """Parameters for `critic` on inputs of shape (H, W, C)."""
+  return critic.init(key, jnp.zeros((1, *input_shape), jnp.float32))["params"]
+
+
+def critic_logits(critic: nn.Module):
+  """`params, x -> logits` as a plain function."""
+  def logits(params, x):
+    return critic.apply({"params": params}, x)
+  return logits
+

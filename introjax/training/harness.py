@@ -1,0 +1,75 @@
+"""The round loop every introspective trainer shares: resume from the last
+complete checkpoint, run rounds, checkpoint after each, log metrics and
+progress, write sample images.
+
+A trainer provides:
+  structural_keys                  config fields its checkpoints depend on
+  init_state()                     the state before round 1
+  restore_target(meta)             restore target for a checkpoint's meta
+  run_round(state, t)              -> (state, metrics dict of host numbers)
+  checkpoint_meta(state)           JSON-safe facts needed to restore
+  write_samples(state, t, folder)  PNGs of round t (process 0 only)
+  progress(t, rounds, metrics, s)  the terminal line of round t
+"""
+import json
+import os
+import time
+
+from absl import logging
+import jax
+
+from introjax import checkpoint as ckpt_lib
+from introjax.errors import WorkdirError
+from introjax.metrics import MetricWriter
+
+
+def prepare_workdir(workdir):
+  """Creates `workdir` and proves it is writable."""
+  probe = os.path.join(workdir, ".write_test")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise WorkdirError(
+        f"Cannot write to --workdir={workdir} ({e.strerror or e}); choose a "
+        "folder you can write to.") from e
+
+
+def samples_dir(workdir):
+  return os.path.join(workdir, "samples")
+
+
+def run_rounds(trainer, config, workdir):
+  """Trains until `config.rounds` rounds are complete; returns the state."""
+  prepare_workdir(workdir)
+  config_dict = json.loads(config.to_json())
+  checkpoints = ckpt_lib.Checkpointer(workdir)
+  writer = MetricWriter(workdir)
+  try:
+    latest = checkpoints.latest_round()
+    if latest is None:
+      state, start = trainer.init_state(), 1
+    else:
+      meta = checkpoints.restore_meta(latest)
+      ckpt_lib.check_compatible(meta["config"], config_dict,
+                                trainer.structural_keys, checkpoints.directory)
+      state = checkpoints.restore_state(latest, trainer.restore_target(meta))
+      start = latest + 1
+      logging.info("Resumed from round %d in %s.", latest,
+                   checkpoints.directory)
+    for t in range(start, config.rounds + 1):
+      began = time.perf_counter()
+      state, metrics = trainer.run_round(state, t)
+      checkpoints.save(t, state, {"round": t, "config": config_dict,
+                                  **trainer.checkpoint_meta(state)})
+      if jax.process_index() == 0:
+        trainer.write_samples(state, t, samples_dir(workdir))
+      seconds = time.perf_counter() - began
+      writer.write(t, {**metrics, "round_seconds": seconds})
+      logging.info("%s", trainer.progress(t, config.rounds, metrics, seconds))
+  finally:
+    checkpoints.close()
+    writer.close()
+  return state
