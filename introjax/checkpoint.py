@@ -8,7 +8,6 @@ latest one; `latest_round` only ever sees complete checkpoints.
 """
 import os
 
-import jax
 import orbax.checkpoint as ocp
 
 from introjax.errors import ConfigMismatchError
@@ -27,21 +26,27 @@ class Checkpointer:
   def latest_round(self):
     return self._manager.latest_step()
 
-  def save(self, round_index, state, meta):
-    """Starts writing `state` (a pytree of arrays) and `meta` (JSON) in the
-    background; the next save or `close` waits for it."""
+  def all_rounds(self):
+    return list(self._manager.all_steps())
+
+  def save(self, round_index, items, meta):
+    """Starts writing `items` (name -> pytree of arrays) and `meta` (JSON)
+    in the background; the next save or `close` waits for it."""
+    args = {k: ocp.args.StandardSave(v) for k, v in items.items()}
     self._manager.save(round_index, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+        meta=ocp.args.JsonSave(meta), **args))
 
   def restore_meta(self, round_index):
     return self._manager.restore(round_index, args=ocp.args.Composite(
         meta=ocp.args.JsonRestore()))["meta"]
 
-  def restore_state(self, round_index, like):
-    """Restores into the structure, shapes and shardings of `like`."""
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    return self._manager.restore(round_index, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract)))["state"]
+  def restore(self, round_index, targets):
+    """Restores the items named in `targets` (name -> pytree of
+    jax.ShapeDtypeStruct with shardings), and only those."""
+    args = {k: ocp.args.StandardRestore(v) for k, v in targets.items()}
+    restored = self._manager.restore(round_index,
+                                     args=ocp.args.Composite(**args))
+    return {k: restored[k] for k in targets}
 
   def close(self):
     self._manager.wait_until_finished()

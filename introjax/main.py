@@ -8,15 +8,12 @@ Rerunning the same command resumes from the last complete round. The logic
 lives in libraries (`introjax.training`) so notebooks can call
 `train_and_evaluate(config, workdir)` directly.
 """
-import logging as std_logging
-import sys
-
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 from ml_collections import config_flags
 
+from introjax import cli
 from introjax import config_utils
 from introjax.errors import UserError
 from introjax.training import igm
@@ -50,24 +47,8 @@ def main(argv):
   TRAINERS[config.trainer](config, _WORKDIR.value)
 
 
-class _QuietLibraries(std_logging.Filter):
-  """Keeps the terminal to our progress lines: libraries' INFO chatter
-  (Orbax logs every checkpoint write) is dropped, their warnings kept."""
-
-  def filter(self, record):
-    return (record.levelno >= std_logging.WARNING or
-            "introjax" in record.pathname)
-
-
 def run(argv=None):
-  argv = sys.argv if argv is None else argv
-  logging.set_verbosity(logging.INFO)
-  logging.get_absl_handler().addFilter(_QuietLibraries())
-  try:
-    config_utils.check_overrides(argv[1:])
-    app.run(main, argv=argv)
-  except UserError as e:
-    sys.exit(f"introjax: error: {e}")
+  cli.run_app(main, argv, before=config_utils.check_overrides)
 
 
 if __name__ == "__main__":

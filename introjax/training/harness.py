@@ -5,7 +5,9 @@ progress, write sample images.
 A trainer provides:
   structural_keys                  config fields its checkpoints depend on
   init_state()                     the state before round 1
-  restore_target(meta)             restore target for a checkpoint's meta
+  checkpoint_items(state)          name -> pytree of arrays to save
+  restore_targets(meta)            the same names -> abstract pytrees
+  from_items(items)                the state from restored items
   run_round(state, t)              -> (state, metrics dict of host numbers)
   checkpoint_meta(state)           JSON-safe facts needed to restore
   write_samples(state, t, folder)  PNGs of round t (process 0 only)
@@ -55,15 +57,17 @@ def run_rounds(trainer, config, workdir):
       meta = checkpoints.restore_meta(latest)
       ckpt_lib.check_compatible(meta["config"], config_dict,
                                 trainer.structural_keys, checkpoints.directory)
-      state = checkpoints.restore_state(latest, trainer.restore_target(meta))
+      state = trainer.from_items(
+          checkpoints.restore(latest, trainer.restore_targets(meta)))
       start = latest + 1
       logging.info("Resumed from round %d in %s.", latest,
                    checkpoints.directory)
     for t in range(start, config.rounds + 1):
       began = time.perf_counter()
       state, metrics = trainer.run_round(state, t)
-      checkpoints.save(t, state, {"round": t, "config": config_dict,
-                                  **trainer.checkpoint_meta(state)})
+      checkpoints.save(t, trainer.checkpoint_items(state),
+                       {"round": t, "config": config_dict,
+                        **trainer.checkpoint_meta(state)})
       if jax.process_index() == 0:
         trainer.write_samples(state, t, samples_dir(workdir))
       seconds = time.perf_counter() - began

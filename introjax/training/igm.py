@@ -120,9 +120,9 @@ class TextureIGM:
     return pool_lib.NegativePool(images=self._batch, rounds=self._batch,
                                  cursor=self._replicated)
 
-  def abstract_state(self, num_critics):
-    """Shapes, dtypes and shardings of a state with `num_critics` critics,
-    the target a checkpoint is restored into."""
+  def _abstract(self, num_critics):
+    """Shapes, dtypes and shardings of the checkpoint items of a state with
+    `num_critics` critics: the targets a checkpoint is restored into."""
     shape = jax.eval_shape(self.init_state)
 
     def placed(tree, sharding, stacked=0):
@@ -131,14 +131,16 @@ class TextureIGM:
           lead + s.shape, s.dtype, sharding=sharding), tree)
 
     rep, batch = self._replicated, self._batch
-    return IGMState(
-        critic=placed(shape.critic, rep),
-        opt_state=placed(shape.opt_state, rep),
-        cascade=placed(shape.critic, rep, stacked=num_critics),
-        pool=pool_lib.NegativePool(images=placed(shape.pool.images, batch),
-                                   rounds=placed(shape.pool.rounds, batch),
-                                   cursor=placed(shape.pool.cursor, rep)),
-        negatives=placed(shape.negatives, batch))
+    return {
+        "critics": placed(shape.critic, rep, stacked=num_critics),
+        "state": {
+            "critic": placed(shape.critic, rep),
+            "opt_state": placed(shape.opt_state, rep),
+            "pool": pool_lib.NegativePool(
+                images=placed(shape.pool.images, batch),
+                rounds=placed(shape.pool.rounds, batch),
+                cursor=placed(shape.pool.cursor, rep)),
+            "negatives": placed(shape.negatives, batch)}}
 
   # Classification step ----------------------------------------------------
 
@@ -252,8 +254,18 @@ class TextureIGM:
   def checkpoint_meta(self, state):
     return {"num_critics": jax.tree.leaves(state.cascade)[0].shape[0]}
 
-  def restore_target(self, meta):
-    return self.abstract_state(meta["num_critics"])
+  def checkpoint_items(self, state):
+    """The cascade apart from the rest, so sampling restores only it."""
+    return {"critics": state.cascade,
+            "state": {"critic": state.critic, "opt_state": state.opt_state,
+                      "pool": state.pool, "negatives": state.negatives}}
+
+  def restore_targets(self, meta, only_critics=False):
+    targets = self._abstract(meta["num_critics"])
+    return {"critics": targets["critics"]} if only_critics else targets
+
+  def from_items(self, items):
+    return IGMState(cascade=items["critics"], **items["state"])
 
   def write_samples(self, state, round_index, folder):
     shown = state.negatives[:self.config.log.num_samples]

@@ -1,0 +1,111 @@
+r"""Samples from a trained IGM model without training.
+
+New textures of any size from the saved cascade:
+
+    python -m introjax.sample --workdir=runs/brick --size=512 --num_images=4
+
+Style transfer (IGM §4.2): a content image rendered in the learned texture's
+style, minimising α·||I_style − I||² − (1−α)·ln p_style(I_style):
+
+    python -m introjax.sample --workdir=runs/brick --content=astronaut \
+        --alpha=0.3
+
+`--content` is a bundled scikit-image picture (astronaut, camera, coffee,
+chelsea, rocket) or an image file. Images go to <workdir>/samples unless
+--out names a PNG path.
+"""
+import os
+
+from absl import flags
+from absl import logging
+import jax
+import ml_collections
+
+from introjax import checkpoint as ckpt_lib
+from introjax import cli
+from introjax import parallel
+from introjax.data import images as image_data
+from introjax.errors import UserError
+from introjax.eval.images import save_grid
+from introjax.training import harness
+from introjax.training.igm import TextureIGM
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.",
+                               required=True)
+_ROUND = flags.DEFINE_integer("round", None, "Checkpoint round to use "
+                              "(default: the latest).")
+_SIZE = flags.DEFINE_integer("size", None, "Side of each new texture "
+                             "(default: the config's generate.size).")
+_NUM = flags.DEFINE_integer("num_images", 1, "How many textures.")
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_CONTENT = flags.DEFINE_string("content", None, "Style transfer: the content "
+                               "image (bundled name or path).")
+_ALPHA = flags.DEFINE_float("alpha", None, "Style transfer: weight of the L2 "
+                            "fidelity term (default: the config's style.alpha).")
+_STEPS = flags.DEFINE_integer("style_steps", None, "Style transfer: ascent "
+                              "steps per critic (default: style.steps).")
+_CONTENT_SIZE = flags.DEFINE_integer("content_size", 256, "Style transfer: the "
+                                     "content image's shorter side.")
+_OUT = flags.DEFINE_string("out", None, "PNG path to write.")
+
+
+def load_model(workdir, round_index=None):
+  """(TextureIGM, cascade, round) from the checkpoints in `workdir`."""
+  checkpoints = ckpt_lib.Checkpointer(workdir)
+  try:
+    latest = checkpoints.latest_round()
+    if latest is None:
+      raise UserError(f"No checkpoint in {checkpoints.directory}; train first"
+                      " with python -m introjax.main --workdir="
+                      f"{workdir} --config=...")
+    round_index = latest if round_index is None else round_index
+    if round_index not in checkpoints.all_rounds():
+      raise UserError(
+          f"No checkpoint of round {round_index} in {checkpoints.directory}; "
+          f"it holds rounds {checkpoints.all_rounds()}.")
+    meta = checkpoints.restore_meta(round_index)
+    config = ml_collections.ConfigDict(meta["config"])
+    model = TextureIGM(config, parallel.make_mesh())
+    items = checkpoints.restore(
+        round_index, model.restore_targets(meta, only_critics=True))
+  finally:
+    checkpoints.close()
+  return model, items["critics"], round_index
+
+
+def main(argv):
+  del argv
+  model, cascade, round_index = load_model(_WORKDIR.value, _ROUND.value)
+  config = model.config
+  key = jax.random.PRNGKey(_SEED.value)
+  num_critics = jax.tree.leaves(cascade)[0].shape[0]
+  if _CONTENT.value:
+    content = image_data.load_image(_CONTENT.value, size=_CONTENT_SIZE.value,
+                                    channels=model.canvas_shape[2])
+    alpha = config.style.alpha if _ALPHA.value is None else _ALPHA.value
+    steps = config.style.steps if _STEPS.value is None else _STEPS.value
+    image, _ = model.stylize(cascade, content, alpha, steps, key)
+    name = os.path.splitext(os.path.basename(_CONTENT.value))[0]
+    out = _OUT.value or os.path.join(harness.samples_dir(_WORKDIR.value),
+                                     f"style_{name}.png")
+    save_grid(out, jax.device_get(image)[None])
+    logging.info("Stylized %r with round %d's %d critic(s) (α=%g, %d steps "
+                 "each): %s", _CONTENT.value, round_index, num_critics, alpha,
+                 steps, out)
+    return
+  size = _SIZE.value or config.generate.size
+  textures, _ = model.generate(cascade, _NUM.value, size, key)
+  out = _OUT.value or os.path.join(harness.samples_dir(_WORKDIR.value),
+                                   f"sample_{size}x{size}_seed{_SEED.value}.png")
+  save_grid(out, jax.device_get(textures))
+  logging.info("Synthesized %d texture(s) of %d×%d with round %d's %d "
+               "critic(s): %s", _NUM.value, size, size, round_index,
+               num_critics, out)
+
+
+def run(argv=None):
+  cli.run_app(main, argv)
+
+
+if __name__ == "__main__":
+  run()
