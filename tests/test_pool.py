@@ -1,0 +1,33 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from introjax.data import pool as pool_lib
+from introjax.errors import ConfigError
+
+
+def test_ring_buffer_overwrites_oldest():
+  pool = pool_lib.empty_pool(4, (2, 2, 1))
+  for r in (1, 2, 3):
+    pool = pool_lib.pool_add(pool, jnp.full((2, 2, 2, 1), float(r)), r)
+  np.testing.assert_array_equal(pool.rounds, [3, 3, 2, 2])
+  np.testing.assert_array_equal(pool.images[:, 0, 0, 0], [3, 3, 2, 2])
+  assert int(pool.cursor) == 2  # the next write replaces round 2
+
+
+def test_capacity_must_hold_whole_rounds():
+  with pytest.raises(ConfigError, match="multiple"):
+    pool_lib.pool_add(pool_lib.empty_pool(5, (1,)), jnp.zeros((2, 1)), 0)
+
+
+def test_sampling_favours_recent_rounds_and_skips_empty_slots():
+  pool = pool_lib.empty_pool(8, (1,))
+  for r in (0, 1, 2):  # 6 of 8 slots filled
+    pool = pool_lib.pool_add(pool, jnp.full((2, 1), float(r)), r)
+  slots = pool_lib.pool_sample(pool, jax.random.PRNGKey(0), 30000, 3, 0.5)
+  rounds = np.asarray(pool.rounds)[np.asarray(slots)]
+  assert (rounds >= 0).all()
+  freq = np.bincount(rounds, minlength=3) / len(rounds)
+  expected = np.array([0.125, 0.25, 0.5]) / 0.875  # 0.5**age, normalised
+  np.testing.assert_allclose(freq, expected, atol=0.015)
