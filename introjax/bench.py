@@ -1,0 +1,162 @@
+r"""Throughput benchmarks, next to a PyTorch eager reference of the same loop.
+
+    python -m introjax.bench --workload=synthesis
+    python -m introjax.bench --workload=synthesis --batch=100 --patch=64 \
+        --steps=20 --backend=both --json=bench.json
+
+`synthesis`: gradient ascent on the input through IGM's texture critic
+(DCGAN, 5×5 stride-2 convs 64-128-256-512, LayerNorm, LeakyReLU 0.2), Adam
+lr 0.1 β1 0.5, `--steps` steps over a batch of `--batch` patches of
+`--patch`² pixels. JAX runs the whole ascent as one compiled while-loop; the
+reference does what the papers' code does: a Python loop of eager steps with
+the early-stop check on the host every step. Reported: sample-steps/s
+(samples × steps per second), the median of `--repeats` timed runs after a
+warm-up run, and JAX's compile time.
+"""
+import json
+import os
+import statistics
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+_WORKLOAD = flags.DEFINE_enum("workload", "synthesis", ["synthesis"],
+                              "What to time.")
+_BACKEND = flags.DEFINE_enum("backend", "both", ["jax", "torch", "both"],
+                             "Which implementation(s).")
+_BATCH = flags.DEFINE_integer("batch", 100, "Samples per batch.")
+_PATCH = flags.DEFINE_integer("patch", 64, "Side of each sample.")
+_CHANNELS = flags.DEFINE_integer("channels", 3, "Channels of each sample.")
+_FEATURES = flags.DEFINE_list("features", ["64", "128", "256", "512"],
+                              "Critic widths.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Ascent steps per run.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs (median reported).")
+_JSON = flags.DEFINE_string("json", None, "Also write the results here.")
+
+LEARNING_RATE, B1, B2, EPS = 0.1, 0.5, 0.999, 1e-8
+
+
+def _median_time(fn, repeats):
+  fn()  # warm-up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def bench_jax(batch, patch, channels, features, steps, repeats):
+  import jax
+  from introjax.models.critics import DCGANCritic, init_critic
+  from introjax.sampling.ascent import AscentSettings, ascend, logit_ascent
+  from introjax.sampling.stopping import FixedSteps
+
+  critic = DCGANCritic(features=tuple(features))
+  params = init_critic(critic, jax.random.PRNGKey(0), (patch, patch, channels))
+  x0 = 0.3 * jax.random.normal(jax.random.PRNGKey(1),
+                               (batch, patch, patch, channels))
+  settings = AscentSettings(learning_rate=LEARNING_RATE, b1=B1, b2=B2,
+                            max_steps=steps, clip=1.0)
+
+  @jax.jit
+  def synthesize(params, x0, key):
+    logits = lambda x: critic.apply({"params": params}, x)
+    return ascend(logit_ascent(logits), x0, key, FixedSteps(), settings)
+
+  key = jax.random.PRNGKey(2)
+  start = time.perf_counter()
+  compiled = synthesize.lower(params, x0, key).compile()
+  compile_s = time.perf_counter() - start
+  run = lambda: jax.block_until_ready(compiled(params, x0, key))
+  seconds = _median_time(run, repeats)
+  return {"backend": "jax", "device": str(jax.devices()[0].platform),
+          "seconds": seconds, "compile_seconds": compile_s}
+
+
+def bench_torch(batch, patch, channels, features, steps, repeats):
+  import torch
+  from torch import nn
+
+  torch.set_num_threads(os.cpu_count() or 1)
+  layers, c = [], channels
+  size = patch
+  for i, f in enumerate(features):
+    layers.append(nn.Conv2d(c, f, 5, stride=2, padding=2))
+    size = (size + 1) // 2
+    if i > 0:
+      layers.append(nn.LayerNorm([f, size, size]))
+    layers.append(nn.LeakyReLU(0.2))
+    c = f
+  net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * size * size, 1))
+  for p in net.parameters():
+    p.requires_grad_(False)
+  gen = torch.Generator().manual_seed(1)
+  x0 = 0.3 * torch.randn(batch, channels, patch, patch, generator=gen)
+
+  def run():
+    x = x0.clone()
+    m, v = torch.zeros_like(x), torch.zeros_like(x)
+    running = torch.ones(batch, dtype=torch.bool)
+    for t in range(1, steps + 1):
+      x.requires_grad_(True)
+      logits = net(x)[:, 0]
+      grad, = torch.autograd.grad(logits.sum(), x)
+      x = x.detach()
+      if not bool(running.any()):  # the host-side early-stop check
+        break
+      m = B1 * m + (1 - B1) * grad
+      v = B2 * v + (1 - B2) * grad * grad
+      update = LEARNING_RATE * (m / (1 - B1 ** t)) / (
+          torch.sqrt(v / (1 - B2 ** t)) + EPS)
+      x = torch.where(running[:, None, None, None],
+                      torch.clamp(x + update, -1, 1), x)
+
+  seconds = _median_time(run, repeats)
+  return {"backend": "torch-eager", "device": "cpu", "seconds": seconds,
+          "compile_seconds": 0.0}
+
+
+def main(argv):
+  del argv
+  features = [int(f) for f in _FEATURES.value]
+  args = (_BATCH.value, _PATCH.value, _CHANNELS.value, features, _STEPS.value,
+          _REPEATS.value)
+  results = []
+  if _BACKEND.value in ("jax", "both"):
+    results.append(bench_jax(*args))
+  if _BACKEND.value in ("torch", "both"):
+    try:
+      results.append(bench_torch(*args))
+    except ImportError:
+      print("PyTorch is not installed (pip install -e '.[bench]'); "
+            "skipping the reference.")
+  work = _BATCH.value * _STEPS.value
+  for r in results:
+    r.update(workload=_WORKLOAD.value, batch=_BATCH.value, patch=_PATCH.value,
+             steps=_STEPS.value, features=features,
+             sample_steps_per_s=work / r["seconds"],
+             ms_per_step=1e3 * r["seconds"] / _STEPS.value)
+  reference = next((r for r in results if r["backend"] == "torch-eager"), None)
+  print(f"{_WORKLOAD.value}: batch {_BATCH.value}, {_PATCH.value}×"
+        f"{_PATCH.value}×{_CHANNELS.value}, critic {features}, "
+        f"{_STEPS.value} steps, median of {_REPEATS.value}, {os.cpu_count()} "
+        "CPU cores visible")
+  print(f"{'backend':<12} {'device':<6} {'sample-steps/s':>15} "
+        f"{'ms/step':>9} {'compile s':>10} {'vs torch':>9}")
+  for r in results:
+    ratio = (r["sample_steps_per_s"] / reference["sample_steps_per_s"]
+             if reference else float("nan"))
+    r["vs_torch"] = ratio
+    print(f"{r['backend']:<12} {r['device']:<6} "
+          f"{r['sample_steps_per_s']:>15.1f} {r['ms_per_step']:>9.1f} "
+          f"{r['compile_seconds']:>10.1f} {ratio:>9.2f}")
+  if _JSON.value:
+    with open(_JSON.value, "w") as f:
+      json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)
