@@ -11,7 +11,9 @@ for its forward pass, and the forward pass on a 4×4 map takes 286 ms against
     transpose of patch extraction, i.e. strided pads and adds);
   * forward: XLA's convolution, except on maps no larger than the kernel,
     where the patch matrix product is used;
-  * kernel gradient: XLA's.
+  * kernel gradient: patchesᵀ · dy as one matrix product. XLA's own
+    kernel-gradient convolution is fine alone but, inside a `while_loop`
+    (our training loop), made a critic step 6.5 s instead of 0.17 s.
 
 Every piece is made of JAX operations, so the VJP is itself differentiable
 (a gradient penalty needs gradients of gradients).
@@ -84,9 +86,9 @@ def _cpu_conv(x, kernel, stride, padding):
     dpatches = jnp.dot(dy.reshape(-1, cout), kernel.reshape(-1, cout).T)
     dpatches = dpatches.reshape(dy.shape[:3] + (k * k * cin,))
     _, col2im = jax.vjp(lambda x: _patches(x, k, stride, padding), x)
-    _, kernel_vjp = jax.vjp(
-        lambda w: _cpu_forward(x, w, stride, padding), kernel)
-    return col2im(dpatches)[0], kernel_vjp(dy)[0]
+    patches = _patches(x, k, stride, padding).reshape(-1, k * k * cin)
+    dkernel = jnp.dot(patches.T, dy.reshape(-1, cout)).reshape(kernel.shape)
+    return col2im(dpatches)[0], dkernel
 
   conv.defvjp(fwd, bwd)
   return conv(x, kernel)
