@@ -51,8 +51,10 @@ def trained(tmp_path_factory):
 def test_tiny_run_learns_and_writes_its_outputs(trained):
   config, workdir, state = trained
   model = TextureIGM(config, parallel.make_mesh())
-  critic = lambda x: model.logits(state.critic, x)
-  # The critic separates positive patches from p0's noise.
+  # Round 1's critic, trained on the texture against p0's noise, separates
+  # positive patches from fresh noise.
+  first = jax.tree.map(lambda c: c[0], state.cascade)
+  critic = lambda x: model.logits(first, x)
   positives = anysize.extract_patches(
       model.positive, anysize.random_origins(
           jax.random.PRNGKey(0), 1, 64, model.canvas_shape[:2], model.patch),
