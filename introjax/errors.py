@@ -26,3 +26,7 @@ class WorkdirError(UserError, OSError):
 
 class NonFiniteError(UserError, FloatingPointError):
   """NaN or Inf appeared in training or synthesis."""
+
+
+class DataError(UserError, ValueError):
+  """A dataset that cannot be read or does not match the config."""

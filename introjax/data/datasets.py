@@ -1,0 +1,367 @@
+"""Labelled image datasets for the classifiers, as uint8 arrays in host memory.
+
+Three sources, chosen by `config.data.source`:
+
+- "digits": scikit-learn's bundled 8×8 digits, the offline default (no
+  network, no files).
+- "npz": a Keras-layout `mnist.npz` given by `data.npz_path`, so the papers'
+  MNIST numbers can be checked offline.
+- "tfds": any prepared TFDS image classification dataset (features 'image'
+  and 'label', e.g. mnist, cifar10, svhn_cropped), read through
+  `tfds.data_source` and grain. TensorFlow is not needed to read, only to
+  prepare; the loader never downloads (`download=False`).
+
+Images stay uint8 until they are on the device: `to_unit_range` scales them
+inside the jitted step, which moves 4× fewer bytes than float32 would.
+
+Multi-host: every process loads the whole dataset (they are small here) and
+takes its own rows when building global batches.
+"""
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from introjax.errors import DataError
+
+SOURCES = ("digits", "npz", "tfds")
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# Fraction of each digit class held out for the test split.
+_DIGITS_TEST_FRACTION = 1 / 3
+# Examples decoded per grain batch; big enough to amortise the per-batch
+# overhead, small enough that a thread's batch stays in cache-sized memory.
+_TFDS_BATCH = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayDataset:
+  """A labelled image dataset in host memory.
+
+  Attributes:
+    images: (N, H, W, C) uint8.
+    labels: (N,) int32 in [0, num_classes).
+    num_classes: The number of classes the labels index.
+    name: Where it came from, e.g. "digits", "mnist.npz", "tfds:cifar10".
+  """
+  images: np.ndarray
+  labels: np.ndarray
+  num_classes: int
+  name: str
+
+  def __len__(self):
+    return len(self.labels)
+
+
+def load_classification(data):
+  """Loads the (train, test) datasets the config's data section names.
+
+  Fields read from `data` (an ml_collections.ConfigDict): `source` ("digits",
+  "npz" or "tfds"), `num_classes`, `max_train` and `max_test` (0 keeps all,
+  N keeps the first N), `seed` (digits split), `npz_path` (npz), `name`,
+  `data_dir` ("" is TFDS's default), `train_split` and `test_split` (tfds;
+  "+" joins splits, e.g. SVHN's "train+extra").
+
+  Every process loads the whole dataset, also on a multi-host run.
+
+  Args:
+    data: The config's `data` section.
+
+  Returns:
+    (train, test) ArrayDatasets, validated against `data.num_classes`.
+
+  Raises:
+    DataError: The data is missing, unreadable, not prepared, empty or does
+      not match `data.num_classes`.
+  """
+  source = data.get("source", None)
+  num_classes = int(data.get("num_classes", 10))
+  max_train = int(data.get("max_train", 0))
+  max_test = int(data.get("max_test", 0))
+  if num_classes < 1:
+    raise DataError(f"data.num_classes is {num_classes}; set "
+                    "--config.data.num_classes to the dataset's class count.")
+  for key, value in (("max_train", max_train), ("max_test", max_test)):
+    if value < 0:
+      raise DataError(f"data.{key} is {value}; set --config.data.{key} to 0 "
+                      "(all examples) or a positive count.")
+  if source == "digits":
+    (xtr, ytr), (xte, yte) = _digits(int(data.get("seed", 0)))
+    name = "digits"
+  elif source == "npz":
+    path = data.get("npz_path", "")
+    (xtr, ytr), (xte, yte) = _npz(path)
+    name = os.path.basename(path)
+  elif source == "tfds":
+    tfds_name = data.get("name", "")
+    data_dir = data.get("data_dir", "")
+    xtr, ytr = _tfds(tfds_name, data.get("train_split", "train"), data_dir,
+                     max_train, "train_split")
+    xte, yte = _tfds(tfds_name, data.get("test_split", "test"), data_dir,
+                     max_test, "test_split")
+    name = f"tfds:{tfds_name}"
+  else:
+    raise DataError(f"Unknown data source {source!r}; set "
+                    f"--config.data.source to one of {', '.join(SOURCES)}.")
+  # TFDS sources are already cut before decoding; cutting again is a no-op.
+  train = _make(xtr, ytr, max_train, num_classes, name, "train", True)
+  test = _make(xte, yte, max_test, num_classes, name, "test", False)
+  return train, test
+
+
+def _make(images, labels, limit, num_classes, name, split, all_classes):
+  """Cuts to the first `limit` examples and checks the result."""
+  if limit:
+    images, labels = images[:limit], labels[:limit]
+  what = f"the {split} split of {name}"
+  head = what[0].upper() + what[1:]  # the same, starting a sentence
+  if images.ndim != 4:
+    raise DataError(f"{head} has images of shape {images.shape}; expected "
+                    "(N, H, W, C) — use an image classification dataset.")
+  labels = np.asarray(labels)
+  if labels.ndim == 2 and labels.shape[1] == 1:  # Keras-style (N, 1)
+    labels = labels[:, 0]
+  if labels.ndim != 1 or len(labels) != len(images):
+    raise DataError(f"{head} has {len(images)} images but labels of shape "
+                    f"{labels.shape}; give one integer label per image.")
+  if not len(images):
+    raise DataError(f"{head} is empty; check the data source and "
+                    f"--config.data.max_{split}.")
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise DataError(f"{head} has {labels.dtype} labels; give integer class "
+                    "labels.")
+  low, high = int(labels.min()), int(labels.max())
+  if low < 0:
+    raise DataError(
+        f"Labels/classes mismatch: {what} has negative labels (down to {low}); "
+        "give 0-based class labels in [0, data.num_classes).")
+  if high >= num_classes:
+    raise DataError(
+        f"Labels/classes mismatch: {what} has labels up to {high}, outside "
+        f"[0, {num_classes}) for data.num_classes={num_classes}; set "
+        f"--config.data.num_classes to at least {high + 1}.")
+  if all_classes:
+    found = len(np.unique(labels))
+    if found != num_classes:
+      raise DataError(
+          f"Labels/classes mismatch: {what} has {found} distinct labels but "
+          f"data.num_classes={num_classes}; set --config.data.num_classes to "
+          f"{found} or raise --config.data.max_train so every class appears.")
+  return ArrayDataset(images=np.ascontiguousarray(images, np.uint8),
+                      labels=labels.astype(np.int32), num_classes=num_classes,
+                      name=name)
+
+
+def _to_uint8(images, what):
+  """Integer images in 0..255 as uint8; anything else is refused."""
+  images = np.asarray(images)
+  if images.dtype == np.uint8:
+    return images
+  if (not np.issubdtype(images.dtype, np.integer) or
+      (images.size and (images.min() < 0 or images.max() > 255))):
+    raise DataError(f"{what} are not 8-bit pixels ({images.dtype}); give "
+                    "uint8 images in 0..255.")
+  return images.astype(np.uint8)
+
+
+def _digits(seed):
+  """scikit-learn's 1797 8×8 digits, split per class: a seeded third of each
+  class (rounded) is the test split, the rest trains.
+
+  Both splits keep the bundled order (which cycles through the classes), so
+  a `max_train` prefix stays roughly balanced.
+  """
+  import sklearn.datasets
+  digits = sklearn.datasets.load_digits()
+  # Values are counts 0..16 of set pixels in 4×4 blocks; stretch to 0..255.
+  images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  labels = digits.target.astype(np.int32)
+  is_test = digits_test_mask(labels, seed)
+  return ((images[~is_test], labels[~is_test]),
+          (images[is_test], labels[is_test]))
+
+
+def digits_test_mask(labels, seed):
+  """True for the test examples: a seeded third (rounded) of each class."""
+  rng = np.random.default_rng(seed)
+  is_test = np.zeros(len(labels), bool)
+  for c in np.unique(labels):
+    members = np.flatnonzero(labels == c)
+    n_test = int(round(len(members) * _DIGITS_TEST_FRACTION))
+    is_test[rng.permutation(members)[:n_test]] = True
+  return is_test
+
+
+def _npz(path):
+  """A Keras-layout mnist.npz: x_* (N, H, W) or (N, H, W, C) uint8, y_* (N,)."""
+  fix = "set --config.data.npz_path to a Keras-layout mnist.npz"
+  if not path:
+    raise DataError(f"data.source is 'npz' but data.npz_path is empty; {fix}.")
+  if not os.path.isfile(path):
+    raise DataError(f"The npz file {path!r} does not exist; {fix}.")
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      missing = [k for k in _NPZ_KEYS if k not in f.files]
+      if missing:
+        raise DataError(f"The npz file {path!r} lacks the keys "
+                        f"{', '.join(missing)}; {fix}.")
+      arrays = {k: f[k] for k in _NPZ_KEYS}
+  except DataError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise DataError(f"Could not read {path!r} as an npz file ({e}); {fix}.") \
+        from e
+  out = []
+  for split in ("train", "test"):
+    images = _to_uint8(arrays[f"x_{split}"], f"The {split} images in {path!r}")
+    if images.ndim == 3:  # Keras keeps grey images without a channel axis.
+      images = images[..., None]
+    out.append((images, arrays[f"y_{split}"]))
+  return tuple(out)
+
+
+def _tfds(name, split, data_dir, limit, split_key):
+  """Decodes the "+"-joined TFDS `split` into (images, labels) arrays."""
+  import grain
+  import tensorflow_datasets as tfds
+  if not name:
+    raise DataError("data.source is 'tfds' but data.name is empty; set "
+                    "--config.data.name to a TFDS dataset such as cifar10.")
+  parts = [p.strip() for p in str(split).split("+") if p.strip()]
+  if not parts:
+    raise DataError(f"data.{split_key} is {split!r}; set "
+                    f"--config.data.{split_key} to a split such as 'train'.")
+  sources = [_tfds_source(tfds, name, p, data_dir, split_key) for p in parts]
+  ds = grain.MapDataset.concatenate(
+      [grain.MapDataset.source(s) for s in sources])
+  if limit:
+    ds = ds[:limit]
+  n = len(ds)
+  if not n:
+    return np.zeros((0, 1, 1, 1), np.uint8), np.zeros((0,), np.int32)
+  first = ds[0]
+  if not isinstance(first, dict) or not {"image", "label"} <= first.keys():
+    keys = sorted(first) if isinstance(first, dict) else type(first).__name__
+    raise DataError(f"TFDS dataset {name!r} has features {keys}, not 'image' "
+                    "and 'label'; set --config.data.name to an image "
+                    "classification dataset.")
+  shape = np.shape(first["image"])
+  images = np.empty((n, *shape), np.uint8)
+  labels = np.empty((n,), np.int64)
+  # Only the two features travel: others (e.g. cifar10's string 'id') would
+  # only slow the batching down.
+  ds = ds.map(lambda ex: (ex["image"], ex["label"])).batch(_TFDS_BATCH)
+  # Threads decode batches in parallel (PNG decoding releases the GIL).
+  options = grain.ReadOptions(num_threads=min(16, os.cpu_count() or 1),
+                              prefetch_buffer_size=4)
+  start = 0
+  try:
+    for x, y in ds.to_iter_dataset(options):
+      images[start:start + len(x)] = x
+      labels[start:start + len(y)] = y
+      start += len(x)
+  except ValueError as e:  # np.stack/assignment of differing image shapes
+    raise DataError(f"TFDS dataset {name!r} ({split}) has images of differing "
+                    f"shapes ({e}); use a dataset with one image size.") from e
+  return images, labels
+
+
+def _tfds_source(tfds, name, split, data_dir, split_key):
+  """`tfds.data_source` for one split, never downloading; failures explained."""
+  try:
+    return tfds.data_source(name, split=split, data_dir=data_dir or None,
+                            download=False)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise DataError(f"TFDS has no dataset named {name!r}; set "
+                    "--config.data.name to a TFDS image classification "
+                    "dataset such as mnist, cifar10 or svhn_cropped.") from e
+  except Exception as e:  # pylint: disable=broad-except
+    # TFDS reports a missing dataset in several ways (KeyError on empty
+    # splits, NotImplementedError on the default file format); ask the
+    # builder what is actually there.
+    cause = e
+  try:
+    builder = tfds.builder(name, data_dir=data_dir or None)
+    prepared = builder.is_prepared()
+    root = str(builder.data_dir_root)
+  except Exception:  # pylint: disable=broad-except
+    builder, prepared, root = None, False, data_dir or "TFDS's default data_dir"
+  if not prepared:
+    raise DataError(
+        f"TFDS dataset {name!r} is not prepared in {root} (the loader reads "
+        "ArrayRecord files and never downloads); prepare it once with "
+        f"`pip install tensorflow && tfds build {name} --data_dir={root} "
+        "--file_format=array_record` or point --config.data.data_dir at a "
+        "directory where it is prepared.") from cause
+  file_format = builder.info.file_format
+  random_access = tfds.core.file_adapters.FileFormat.with_random_access()
+  if file_format not in random_access:
+    raise DataError(
+        f"TFDS dataset {name!r} in {root} is stored as "
+        f"{getattr(file_format, 'value', file_format)}, which tfds.data_source "
+        "cannot read; rebuild it with `tfds build "
+        f"{name} --data_dir={root} --file_format=array_record`.") from cause
+  splits = ", ".join(sorted(builder.info.splits.keys()))
+  raise DataError(
+      f"Could not read split {split!r} of TFDS dataset {name!r} in {root} "
+      f"({type(cause).__name__}: {cause}); set --config.data.{split_key} to "
+      f"one of its splits ({splits}), '+'-joined if needed.") from cause
+
+
+def to_unit_range(images_uint8):
+  """Maps uint8 pixels to float32 in [-1, 1] (x / 127.5 - 1): 0 → -1, 255 → 1.
+
+  Meant for the device, inside jitted steps, so batches travel as uint8.
+  """
+  return jnp.asarray(images_uint8).astype(jnp.float32) / 127.5 - 1.0
+
+
+def augment_params(key, batch, pad=4):
+  """The random draws of `augment_pad_crop_flip` for a batch of `batch`.
+
+  Returns:
+    (dy, dx, flip): (batch,) int32 crop offsets in [0, 2·pad] into the padded
+    image, and (batch,) bool, True where the crop is mirrored left-right.
+  """
+  ky, kx, kf = jax.random.split(key, 3)
+  dy = jax.random.randint(ky, (batch,), 0, 2 * pad + 1)
+  dx = jax.random.randint(kx, (batch,), 0, 2 * pad + 1)
+  flip = jax.random.bernoulli(kf, 0.5, (batch,))
+  return dy, dx, flip
+
+
+def pad_crop_flip(images, dy, dx, flip, pad=4, fill=-1.0):
+  """Pads (B, H, W, C) `images` by `pad` with `fill`, crops H×W at per-image
+  offsets (dy, dx) and mirrors left-right where `flip`; one gather, no loop."""
+  _, h, w, _ = images.shape
+  padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)),
+                   constant_values=jnp.asarray(fill, images.dtype))
+
+  def crop(image, y, x):
+    return jax.lax.dynamic_slice(image, (y, x, 0), (h, w, image.shape[-1]))
+
+  crops = jax.vmap(crop)(padded, dy, dx)
+  return jnp.where(flip[:, None, None, None], crops[:, :, ::-1], crops)
+
+
+def augment_pad_crop_flip(key, images, pad=4, fill=-1.0):
+  """The standard CIFAR augmentation, drawn independently per image.
+
+  Each image is padded by `pad` pixels, cropped back to H×W at a uniformly
+  random offset and mirrored left-right with probability 1/2. The padding is
+  a constant `fill`, by default -1: black on the [-1, 1] scale of
+  `to_unit_range`, i.e. the zero padding of the usual recipe (torchvision's
+  `RandomCrop(32, padding=4)` before normalising). Pure JAX and jittable.
+
+  Args:
+    key: A PRNG key; the same key gives the same augmentation.
+    images: (B, H, W, C) float images, e.g. from `to_unit_range`.
+    pad: Padding on every side; crops move by up to ±pad pixels.
+    fill: The padding value (in the images' own scale).
+
+  Returns:
+    The augmented images, same shape and dtype as `images`.
+  """
+  dy, dx, flip = augment_params(key, images.shape[0], pad)
+  return pad_crop_flip(images, dy, dx, flip, pad, fill)
