@@ -16,6 +16,7 @@ from ml_collections import config_flags
 from introjax import cli
 from introjax import config_utils
 from introjax.errors import UserError
+from introjax.training import icl
 from introjax.training import igm
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics "
@@ -24,7 +25,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "A config file, optionally with a variant: "
     "configs/igm_texture.py:paper.", lock_config=True)
 
-TRAINERS = {"igm": igm.train_and_evaluate}
+TRAINERS = {"igm": igm.train_and_evaluate, "icl": icl.train_and_evaluate}
 
 
 def _maybe_initialize_distributed():

@@ -4,7 +4,7 @@ Every critic maps a batch (B, H, W, C) to logits (B,). Normalisation is per
 sample (LayerNorm over H, W, C), so a sample's logit and its input gradient
 never depend on what else is in the batch: synthesis is batch-independent.
 """
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -15,16 +15,18 @@ from introjax.models.conv import conv2d
 
 
 class Conv(nn.Module):
-  """A convolution through `conv2d` (which has a CPU-friendly backward)."""
+  """A convolution through `conv2d` (which has a CPU-friendly backward).
+  The default initialiser is DCGAN's N(0, 0.02²); classifiers pass He's."""
   features: int
   kernel_size: int
   stride: int = 1
   dtype: jnp.dtype = jnp.float32
+  kernel_init: Callable = nn.initializers.normal(0.02)
 
   @nn.compact
   def __call__(self, x):
     k = self.kernel_size
-    kernel = self.param("kernel", nn.initializers.normal(0.02),
+    kernel = self.param("kernel", self.kernel_init,
                         (k, k, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
     y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.stride)

@@ -14,3 +14,34 @@ def bce_loss(pos_logits, neg_logits):
 def binary_accuracy(pos_logits, neg_logits):
   correct = (pos_logits > 0).sum() + (neg_logits <= 0).sum()
   return correct / (pos_logits.size + neg_logits.size)
+
+
+# Reclassification-by-synthesis (ICL §3). A batch mixes data and
+# pseudo-negatives; `labels` holds a data sample's class and, for a
+# pseudo-negative, the class it was synthesised for. Both losses average over
+# the batch, so sampling the batch uniformly from data ∪ pool matches the
+# papers' sums over S ∪ S_pn.
+
+
+def _own_logit(logits, labels):
+  return jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
+
+
+def softmax_icl_loss(logits, labels, is_negative):
+  """ICL eq. (11): softmax cross-entropy on data; on a pseudo-negative of
+  class k, ln(1 + exp(logit_k)). logits (B, K), labels (B,), is_negative (B,).
+  With logits [f, 0] this is also the binary loss of eq. (7)."""
+  own = _own_logit(logits, labels)
+  data = jax.nn.logsumexp(logits, axis=1) - own
+  return jnp.where(is_negative, jax.nn.softplus(own), data).mean()
+
+
+def one_vs_all_icl_loss(logits, labels, is_negative):
+  """ICL §3.3, one-vs-all: the sum of K binary eq.-(7) losses; critic k sees
+  data of class k as positive, all other data as negative, and only the
+  pseudo-negatives synthesised for class k."""
+  targets = jax.nn.one_hot(labels, logits.shape[1], dtype=logits.dtype)
+  data = (targets * jax.nn.softplus(-logits) +
+          (1 - targets) * jax.nn.softplus(logits)).sum(axis=1)
+  neg = jax.nn.softplus(_own_logit(logits, labels))
+  return jnp.where(is_negative, neg, data).mean()

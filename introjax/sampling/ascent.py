@@ -17,7 +17,16 @@ from introjax.errors import ConfigError
 @struct.dataclass
 class AscentSettings:
   """How x moves: Adam or SGD on the ascent direction, plus optional
-  Langevin noise N(0, noise_std²) per step, clipped to [-clip, clip]."""
+  Langevin noise N(0, noise_std²) per step, clipped to [-clip, clip].
+
+  optimizer="langevin" is the SGLD step of WINN §4.1 (Welling & Teh):
+  Δx = ε_t/2 · ∇f(x) + η, η ~ N(0, ε_t) (variance ε_t, not ε_t²), with
+  ε_t = learning_rate · anneal^t at the t-th step (t = 0, 1, …); anneal = 1
+  keeps ε fixed. langevin_noise=False drops η (WINN §4.1 reports enough
+  diversity "without step size annealing and noise injection"). noise_std
+  still adds its own N(0, noise_std²) on top, as for the other optimizers.
+  `anneal` and `langevin_noise` are read by "langevin" only.
+  """
   optimizer: str = struct.field(pytree_node=False, default="adam")
   learning_rate: float = struct.field(pytree_node=False, default=0.1)
   b1: float = struct.field(pytree_node=False, default=0.5)
@@ -26,16 +35,31 @@ class AscentSettings:
   noise_std: float = struct.field(pytree_node=False, default=0.0)
   max_steps: int = struct.field(pytree_node=False, default=500)
   clip: Optional[float] = struct.field(pytree_node=False, default=1.0)
+  anneal: float = struct.field(pytree_node=False, default=1.0)
+  langevin_noise: bool = struct.field(pytree_node=False, default=True)
 
   @classmethod
   def from_config(cls, synthesis):
-    if synthesis.optimizer not in ("adam", "sgd"):
+    if synthesis.optimizer not in ("adam", "sgd", "langevin"):
       raise ConfigError(f"Unknown synthesis.optimizer={synthesis.optimizer!r};"
-                       " use 'adam' or 'sgd'.")
+                       " use 'adam', 'sgd' or 'langevin'.")
+    # Both fields are optional so that configs written before Langevin
+    # existed keep working unchanged.
+    anneal = synthesis.get("anneal", 1.0)
+    if not anneal > 0:
+      raise ConfigError(f"synthesis.anneal={anneal!r} must be positive (the "
+                        "step size is multiplied by it every step; 1.0: no "
+                        "annealing).")
+    if anneal != 1.0 and synthesis.optimizer != "langevin":
+      raise ConfigError(f"synthesis.anneal={anneal!r} anneals the Langevin "
+                        "step size only; set synthesis.optimizer='langevin' "
+                        "or remove synthesis.anneal.")
     return cls(optimizer=synthesis.optimizer,
                learning_rate=synthesis.learning_rate, b1=synthesis.b1,
                b2=synthesis.b2, noise_std=synthesis.noise_std,
-               max_steps=synthesis.max_steps, clip=synthesis.clip or None)
+               max_steps=synthesis.max_steps, clip=synthesis.clip or None,
+               anneal=anneal,
+               langevin_noise=synthesis.get("langevin_noise", True))
 
 
 class AscentStats(NamedTuple):
@@ -89,6 +113,17 @@ def ascend(score_and_grad: ScoreAndGrad, x0, key, rule,
       t = jnp.maximum(_per_sample(steps, x), 1).astype(x.dtype)
       update = s.learning_rate * (m / (1 - s.b1 ** t)) / (
           jnp.sqrt(v / (1 - s.b2 ** t)) + s.eps)
+    elif s.optimizer == "langevin":
+      # A running sample is at its step-th update, so the loop counter is
+      # its own t.
+      step_size = s.learning_rate * jnp.asarray(s.anneal, x.dtype) ** step
+      update = step_size / 2 * grad
+      if s.langevin_noise:
+        # fold_in, not another split: the keys of the other optimizers (and
+        # so their noise_std draws) stay what they were.
+        eta = jax.random.normal(jax.random.fold_in(k_noise, 1), x.shape,
+                                x.dtype)
+        update = update + jnp.sqrt(step_size) * eta
     else:
       update = s.learning_rate * grad
     if s.noise_std:

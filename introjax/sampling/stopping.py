@@ -85,3 +85,35 @@ def build_stop_rule(synthesis):
     return FixedSteps()
   raise ConfigError(f"Unknown synthesis.stop={synthesis.stop!r}; use "
                    "'windowed', 'logit' or 'fixed'.")
+
+
+def winn_thresholds(key, positive_logits, batch_size):
+  """WINN §4.1's early-stop thresholds for `PerSampleThreshold`.
+
+  Each of `batch_size` samples gets its own threshold ~ U[min f(x⁺),
+  max f(x⁺)] over the given positives' logits, so a pseudo-negative stops
+  once its logit exceeds a level between the worst and the best positive.
+  (The released code draws one threshold per batch of 100 and compares the
+  batch mean; a per-sample draw is the paper's rule applied to each
+  sample.)
+
+  Args:
+    key: PRNG key.
+    positive_logits: the critic's logits on positives, (N,) or (N, P) for
+      P patches each (a sample's score is its mean patch logit, as the
+      rules use).
+    batch_size: number of pseudo-negatives to draw thresholds for.
+
+  Returns:
+    (batch_size,) float32 thresholds.
+  """
+  logits = jnp.asarray(positive_logits, jnp.float32)
+  if logits.ndim == 2:
+    logits = logits.mean(axis=1)
+  if logits.size == 0:
+    raise ConfigError("WINN's early stop draws thresholds between the "
+                      "smallest and largest logit of the positives, but the "
+                      "threshold batch has no positives; give it at least "
+                      "one positive (check the batch sizes in the config).")
+  return jax.random.uniform(key, (batch_size,), jnp.float32,
+                            minval=logits.min(), maxval=logits.max())

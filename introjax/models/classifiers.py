@@ -1,0 +1,136 @@
+"""Multi-class classifiers: CNNs mapping (B, H, W, C) images to (B, K) logits.
+
+  icl_conv  ICL §4.1's MNIST network (a DCGAN discriminator without BatchNorm)
+  resnet32  the CIFAR ResNet-32 of He et al. with per-sample LayerNorm in
+            place of BatchNorm, as WINN §5.6 uses it
+
+Every convolution goes through `critics.Conv` (so `conv2d` and its CPU
+backward), and no layer mixes samples: a sample's logits and input gradient
+never depend on the rest of the batch, which synthesis and FGSM rely on.
+"""
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+
+from introjax.errors import ConfigError
+from introjax.models.critics import Conv
+
+# He et al.'s initialiser for (leaky) ReLU networks trained from scratch by
+# SGD; DCGAN's N(0, 0.02²) left these nets at chance for several epochs.
+_HE = nn.initializers.he_normal()
+
+
+class ICLConvNet(nn.Module):
+  """ICL §4.1's MNIST network: strided 5×5 convs, LeakyReLU 0.2, no norm.
+
+  "4 convolutional layers, each having a 5 × 5 filter size with 64, 128, 256
+  and 512 channels, respectively ... stride 2, and no pooling layers ...
+  LeakyReLU activations ... batch normalization layers are not used." The
+  last feature map is flattened into a Dense layer with `num_outputs` logits.
+  """
+  num_outputs: int
+  features: Sequence[int] = (64, 128, 256, 512)
+  kernel_size: int = 5
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    for i, f in enumerate(self.features):
+      x = Conv(f, self.kernel_size, stride=2, dtype=self.dtype,
+               kernel_init=_HE, name=f"conv{i}")(x)
+      x = nn.leaky_relu(x, 0.2)
+    x = x.reshape(x.shape[0], -1)
+    logits = nn.Dense(self.num_outputs, dtype=self.dtype, name="logits")(x)
+    return logits.astype(jnp.float32)
+
+
+def _layer_norm(dtype, name):
+  # Per sample over (H, W, C) with a per-channel scale and bias (Flax's
+  # feature axis, as TF's layer_norm that WINN used): the same parameters
+  # serve any image size.
+  return nn.LayerNorm(reduction_axes=(-3, -2, -1), dtype=dtype, name=name)
+
+
+class _BasicBlock(nn.Module):
+  """conv3×3 – norm – ReLU – conv3×3 – norm, plus the shortcut, then ReLU."""
+  features: int
+  stride: int
+  dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, x):
+    y = Conv(self.features, 3, self.stride, self.dtype, _HE, name="conv0")(x)
+    y = nn.relu(_layer_norm(self.dtype, "norm0")(y))
+    y = Conv(self.features, 3, 1, self.dtype, _HE, name="conv1")(y)
+    y = _layer_norm(self.dtype, "norm1")(y)
+    if self.stride != 1 or x.shape[-1] != self.features:
+      x = Conv(self.features, 1, self.stride, self.dtype, _HE,
+               name="shortcut")(x)
+      x = _layer_norm(self.dtype, "shortcut_norm")(x)
+    return nn.relu(x + y)
+
+
+class ResNet32(nn.Module):
+  """The CIFAR ResNet-32 (He et al. 2016, §4.2) with LayerNorm for BatchNorm.
+
+  A 3×3 conv to widths[0], then 3 stages of `blocks_per_stage` basic blocks
+  (widths 16, 32, 64; the first block of stages 2 and 3 has stride 2), global
+  average pooling and a Dense layer: 6·5 + 2 = 32 layers. Each BatchNorm is a
+  per-sample LayerNorm over (H, W, C), as in WINN §5.6, so logits never depend
+  on the batch. Downsampling shortcuts are a 1×1 stride-2 conv followed by a
+  LayerNorm (He et al.'s option B, not the parameter-free zero-padding option
+  A); other shortcuts are the identity. Convs keep `Conv`'s bias.
+  """
+  num_outputs: int
+  widths: Sequence[int] = (16, 32, 64)
+  blocks_per_stage: int = 5
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = Conv(self.widths[0], 3, 1, self.dtype, _HE, name="conv0")(x)
+    x = nn.relu(_layer_norm(self.dtype, "norm0")(x))
+    for s, width in enumerate(self.widths):
+      for b in range(self.blocks_per_stage):
+        stride = 2 if s > 0 and b == 0 else 1
+        x = _BasicBlock(width, stride, self.dtype,
+                        name=f"stage{s}_block{b}")(x)
+    x = jnp.mean(x, axis=(1, 2))
+    logits = nn.Dense(self.num_outputs, dtype=self.dtype, name="logits")(x)
+    return logits.astype(jnp.float32)
+
+
+CLASSIFIERS = ("icl_conv", "resnet32")
+
+
+def build_classifier(model_config: ml_collections.ConfigDict, num_outputs: int,
+                     dtype="float32") -> nn.Module:
+  """The classifier named by `model_config.name`, with `num_outputs` logits.
+
+  `model_config.features` and `kernel_size` configure icl_conv; resnet32 has
+  the fixed ResNet-32 shape and ignores them.
+  """
+  name = model_config.name
+  if name == "icl_conv":
+    return ICLConvNet(num_outputs=num_outputs,
+                      features=tuple(model_config.features),
+                      kernel_size=model_config.kernel_size,
+                      dtype=jnp.dtype(dtype))
+  if name == "resnet32":
+    return ResNet32(num_outputs=num_outputs, dtype=jnp.dtype(dtype))
+  raise ConfigError(f"Unknown classifier model.name={name!r}; the known "
+                    f"classifiers are: {', '.join(map(repr, CLASSIFIERS))}.")
+
+
+def init_classifier(module: nn.Module, key, input_shape):
+  """Parameters for `module` on inputs of shape (H, W, C)."""
+  return module.init(key, jnp.zeros((1, *input_shape), jnp.float32))["params"]
+
+
+def classifier_logits(module: nn.Module):
+  """`params, x -> (B, num_outputs) logits` as a plain function."""
+  def logits(params, x):
+    return module.apply({"params": params}, x)
+  return logits

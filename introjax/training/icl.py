@@ -1,0 +1,438 @@
+"""ICL / ICN: introspective classifiers by reclassification-by-synthesis
+(ICL Algorithm 1, §3.2–3.3), with the baseline CNN and the ICL-noise
+ablation trained in the same run for a paired comparison.
+
+Round 1 trains the classifier C0 on the data alone. Every later round t
+first synthesises l pseudo-negatives per class from the current classifier
+(Adam ascent on the input from N(0, σ²), each sample stopped once it is
+classified positive for its class), adds them to the pool, then retrains the
+classifier on data ∪ pool: Algorithm 1's steps 2–4. The variants differ only
+in the pseudo-negatives:
+
+  baseline    none: the same network and schedule on the data alone
+  icl_noise   the starting noise itself, without ascent (the ablation)
+  icl         the synthesised pseudo-negatives
+
+All variants start from the same initial weights. The pool keeps each
+round's pseudo-negatives in class-major blocks, so a slot's class is
+(slot mod per_round) div l and no label array is needed.
+"""
+import functools
+import json
+import math
+import os
+import time
+from typing import Any
+
+from absl import logging
+from flax import struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from introjax import parallel
+from introjax.data import datasets
+from introjax.data import pool as pool_lib
+from introjax.errors import ConfigError, NonFiniteError
+from introjax.eval import robustness
+from introjax.eval.images import save_grid
+from introjax.models.heads import ClassifierHeads
+from introjax.sampling.ascent import AscentSettings, ascend
+from introjax.sampling.stopping import build_stop_rule
+from introjax.training import harness
+
+VARIANTS = ("baseline", "icl_noise", "icl")
+
+STRUCTURAL_KEYS = (
+    "trainer", "model.name", "model.features", "model.kernel_size",
+    "data.source", "data.name", "data.num_classes", "icl.mode",
+    "icl.variants", "icl.positive_class", "icl.negatives_per_class",
+    "icl.pool_rounds", "train.weight_decay")
+
+
+@struct.dataclass
+class VariantState:
+  params: Any
+  opt_state: Any
+  pool: pool_lib.NegativePool   # empty for the baseline
+
+
+def _sgd(learning_rate, momentum, weight_decay):
+  return optax.chain(optax.add_decayed_weights(weight_decay),
+                     optax.sgd(learning_rate, momentum=momentum or None))
+
+
+class IntrospectiveClassifier:
+  """The compiled parts of ICL for one config, dataset and device mesh."""
+
+  def __init__(self, config, mesh, train_set=None, test_set=None):
+    self.config = config
+    self.mesh = mesh
+    if train_set is None:
+      train_set, test_set = datasets.load_classification(config.data)
+    icl = config.icl
+    self.variants = _check_variants(icl.variants)
+    train_labels, test_labels = train_set.labels, test_set.labels
+    if icl.mode == "binary":
+      if not 0 <= icl.positive_class < train_set.num_classes:
+        raise ConfigError(
+            f"icl.positive_class={icl.positive_class} is not a class of "
+            f"{train_set.name} (0 … {train_set.num_classes - 1}).")
+      # Class 0: the positive class; class 1: all others.
+      train_labels = (train_labels != icl.positive_class).astype(np.int32)
+      test_labels = (test_labels != icl.positive_class).astype(np.int32)
+    self.heads = ClassifierHeads(icl.mode, config.model,
+                                 train_set.num_classes, config.dtype)
+    self.dataset_name = train_set.name
+    self.image_shape = train_set.images.shape[1:]
+    self.num_train = train_set.images.shape[0]
+    self.l = icl.negatives_per_class
+    self.per_round = self.heads.num_negative_classes * self.l
+    self.capacity = icl.pool_rounds * self.per_round
+    self._check(mesh)
+
+    self._batch = parallel.batch_sharding(mesh)
+    self._replicated = parallel.replicated(mesh)
+    # The data lives on device as uint8 and is scaled inside the steps.
+    self.images = jax.device_put(train_set.images, self._replicated)
+    self.labels = jax.device_put(train_labels, self._replicated)
+    self.test_images = jax.jit(datasets.to_unit_range)(
+        jax.device_put(test_set.images, self._replicated))
+    self.test_labels = jax.device_put(test_labels, self._replicated)
+
+    train = config.train
+    # The learning rate lives in the optimiser state, so its decay is part
+    # of the checkpoint and changes no compiled shapes.
+    self.tx = optax.inject_hyperparams(
+        _sgd, static_args=("momentum", "weight_decay"))(
+        learning_rate=train.learning_rate, momentum=train.momentum,
+        weight_decay=train.weight_decay)
+    self.settings = AscentSettings.from_config(config.synthesis)
+    self.rule = build_stop_rule(config.synthesis)
+    self.base_key = jax.random.PRNGKey(config.seed)
+    self._train = jax.jit(self._train_fn, donate_argnums=(0, 1))
+    self._negatives = jax.jit(self._negatives_fn, static_argnums=(2,))
+    self._add = jax.jit(pool_lib.pool_add, donate_argnums=0)
+
+  def _check(self, mesh):
+    icl, train = self.config.icl, self.config.train
+    if self.l < 1 or icl.pool_rounds < 1:
+      raise ConfigError("icl.negatives_per_class and icl.pool_rounds must be "
+                        "≥ 1.")
+    parallel.check_divisible("train.batch_size", train.batch_size, mesh)
+    parallel.check_divisible(
+        "the pseudo-negatives per round (classes × icl.negatives_per_class)",
+        self.per_round, mesh)
+    if train.epochs_per_round <= 0:
+      raise ConfigError("train.epochs_per_round must be > 0.")
+
+  # State ----------------------------------------------------------------
+
+  def init_state(self):
+    """Every variant starts from the same weights and an empty pool."""
+    key = jax.random.fold_in(self.base_key, 0)
+    params = jax.device_put(self.heads.init(key, self.image_shape),
+                            self._replicated)
+    pool = pool_lib.empty_pool(self.capacity, self.image_shape)
+    pool = jax.device_put(pool, self._pool_sharding())
+    # Copies: each variant's buffers are donated to its own steps.
+    fresh = lambda tree: jax.tree.map(jnp.copy, tree)
+    return {name: VariantState(params=fresh(params),
+                               opt_state=self.tx.init(fresh(params)),
+                               pool=fresh(pool))
+            for name in self.variants}
+
+  def _pool_sharding(self):
+    return pool_lib.NegativePool(images=self._batch, rounds=self._batch,
+                                 cursor=self._replicated)
+
+  def learning_rate(self, round_index):
+    """ICL §4.1: 0.01, ×0.1 from round `train.decay_round` on."""
+    train = self.config.train
+    decays = int(train.decay_round > 0 and round_index >= train.decay_round)
+    return train.learning_rate * train.decay_factor ** decays
+
+  def filled(self, variant, round_index):
+    """Pseudo-negatives in the pool of `variant` while round t trains."""
+    if variant == "baseline":
+      return 0
+    return min((round_index - 1) * self.per_round, self.capacity)
+
+  # Classification step ----------------------------------------------------
+
+  def _sample_batch(self, pool, key):
+    """A batch drawn uniformly from data ∪ pool (fixed shapes whatever the
+    pool holds): (images in [-1, 1], labels, is_negative)."""
+    n, size = self.num_train, self.config.train.batch_size
+    filled = (pool.rounds >= 0).sum()
+    k_index, k_augment = jax.random.split(key)
+    index = jax.random.randint(k_index, (size,), 0, n + filled)
+    is_negative = index >= n
+    data_index = jnp.minimum(index, n - 1)
+    slot = jnp.clip(index - n, 0, self.capacity - 1)
+    data = datasets.to_unit_range(self.images[data_index])
+    if self.config.data.augment:
+      data = datasets.augment_pad_crop_flip(k_augment, data)
+    images = jnp.where(is_negative[:, None, None, None],
+                       pool.images[slot].astype(data.dtype), data)
+    labels = jnp.where(is_negative, (slot % self.per_round) // self.l,
+                       self.labels[data_index])
+    images = jax.lax.with_sharding_constraint(images, self._batch)
+    return images, labels, is_negative
+
+  def _train_fn(self, params, opt_state, pool, key, num_steps):
+    """`num_steps` SGD steps on data ∪ pool; returns the new parameters and
+    optimiser state and the mean loss and data accuracy over the steps."""
+    heads = self.heads
+
+    def loss_fn(params, images, labels, is_negative):
+      logits = heads.class_logits(params, images)
+      correct = (logits.argmax(axis=1) == labels) & ~is_negative
+      accuracy = correct.sum() / jnp.maximum((~is_negative).sum(), 1)
+      return heads.loss(logits, labels, is_negative), accuracy
+
+    def body(step, carry):
+      params, opt_state, loss_sum, acc_sum = carry
+      batch = self._sample_batch(pool, jax.random.fold_in(key, step))
+      (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          params, *batch)
+      updates, opt_state = self.tx.update(grads, opt_state, params)
+      params = optax.apply_updates(params, updates)
+      return params, opt_state, loss_sum + loss, acc_sum + acc
+
+    params, opt_state, loss_sum, acc_sum = jax.lax.fori_loop(
+        0, num_steps, body, (params, opt_state, jnp.float32(0),
+                             jnp.float32(0)))
+    loss = loss_sum / num_steps
+    finite = jnp.isfinite(loss) & jnp.stack(
+        [jnp.isfinite(p).all() for p in jax.tree.leaves(params)]).all()
+    return params, opt_state, dict(train_loss=loss,
+                                   train_accuracy=acc_sum / num_steps,
+                                   train_finite=finite)
+
+  # Synthesis step ---------------------------------------------------------
+
+  def _negatives_fn(self, params, key, ascent: bool):
+    """l pseudo-negatives per class, class-major, from N(0, σ²) (clipped to
+    the data range); with `ascent`, each climbs its class's logit until it is
+    classified positive for that class or the step cap."""
+    k_init, k_ascent = jax.random.split(key)
+    shape = (self.per_round, *self.image_shape)
+    x0 = jnp.clip(self.config.icl.init_std * jax.random.normal(k_init, shape),
+                  -1.0, 1.0)
+    x0 = jax.lax.with_sharding_constraint(x0, self._batch)
+    if not ascent:
+      return x0, None
+    return ascend(functools.partial(self._climb, params), x0, k_ascent,
+                  self.rule, self.settings)
+
+  def _climb(self, params, x, key):
+    """The sampler's (score the stop rule sees, ascent direction): the
+    direction is ∇ of the own class logit (eq. 10); the score is whether x is
+    classified as its class."""
+    del key
+    (_, decision), vjp = jax.vjp(
+        lambda x: self.heads.synthesis_scores(params, x), x)
+    grad = vjp((jnp.ones_like(decision), jnp.zeros_like(decision)))[0]
+    return decision[:, None], grad
+
+  # Evaluation ---------------------------------------------------------------
+
+  def test_error(self, params):
+    return robustness.test_error(self.heads.class_logits, params,
+                                 self.test_images, self.test_labels,
+                                 self.config.eval.batch_size)
+
+  def evaluate(self, state):
+    """Test error of every variant and the two-way FGSM table."""
+    ev = self.config.eval
+    errors = {name: float(self.test_error(s.params))
+              for name, s in state.items()}
+    models = {name: (self.heads.class_logits, s.params)
+              for name, s in state.items()}
+    table = robustness.robustness_table(models, self.test_images,
+                                        self.test_labels, ev.fgsm_eps,
+                                        ev.batch_size)
+    return errors, table
+
+  # Harness hooks -------------------------------------------------------------
+
+  structural_keys = STRUCTURAL_KEYS
+
+  def checkpoint_items(self, state):
+    return {"variants": {name: {"params": s.params,
+                                "opt_state": s.opt_state, "pool": s.pool}
+                         for name, s in state.items()}}
+
+  def restore_targets(self, meta):
+    del meta
+    shapes = jax.eval_shape(self.init_state)
+    rep, batch = self._replicated, self._batch
+
+    def placed(tree, sharding):
+      return jax.tree.map(lambda s: jax.ShapeDtypeStruct(
+          s.shape, s.dtype, sharding=sharding), tree)
+
+    return {"variants": {
+        name: {"params": placed(s.params, rep),
+               "opt_state": placed(s.opt_state, rep),
+               "pool": pool_lib.NegativePool(
+                   images=placed(s.pool.images, batch),
+                   rounds=placed(s.pool.rounds, batch),
+                   cursor=placed(s.pool.cursor, rep))}
+        for name, s in shapes.items()}}
+
+  def from_items(self, items):
+    return {name: VariantState(**v) for name, v in items["variants"].items()}
+
+  def checkpoint_meta(self, state):
+    return {}
+
+  def write_samples(self, state, round_index, folder):
+    """The newest pseudo-negatives of each variant that has them: one row per
+    class."""
+    shown = min(self.l, self.config.log.num_samples)
+    for name, s in state.items():
+      if name == "baseline" or round_index < 2:
+        continue
+      start = int(jax.device_get(s.pool.cursor)) - self.per_round
+      start %= self.capacity
+      block = jax.device_get(s.pool.images[start:start + self.per_round])
+      block = block.reshape(self.heads.num_negative_classes, self.l,
+                            *self.image_shape)[:, :shown]
+      save_grid(os.path.join(folder, f"{name}_round_{round_index:03d}.png"),
+                block.reshape(-1, *self.image_shape), columns=shown)
+
+  def progress(self, round_index, rounds, metrics, seconds):
+    parts = [f"round {round_index}/{rounds}"]
+    for name in self.variants:
+      m = {k.split("/", 1)[1]: v for k, v in metrics.items()
+           if k.startswith(name + "/")}
+      text = (f"{name}: loss {m['train_loss']:.3f}, train acc "
+              f"{100 * m['train_accuracy']:.1f}%")
+      if "test_error" in m:
+        text += f", test error {100 * m['test_error']:.2f}%"
+      if "synthesis_steps_mean" in m:
+        text += (f", synth {m['synthesis_steps_mean']:.0f} steps mean "
+                 f"({m['synthesis_stopped_early']}/{m['synthesis_samples']}"
+                 f" stopped early)")
+      parts.append(text)
+    parts.append(f"{seconds:.1f} s")
+    return " | ".join(parts)
+
+  # One round ---------------------------------------------------------------
+
+  def run_round(self, state, round_index):
+    """Synthesis (from round 2 on), pool update, then the classification
+    step, for every variant; returns the new state and the round's metrics."""
+    config = self.config
+    key = jax.random.fold_in(self.base_key, round_index)
+    k_syn, k_train = jax.random.split(key)
+    lr = self.learning_rate(round_index)
+    metrics, new_state = {}, {}
+    for name, s in state.items():
+      m, pool = {}, s.pool
+      if name != "baseline" and round_index > 1:
+        negatives, stats = self._negatives(s.params, k_syn, name == "icl")
+        if stats is not None:
+          m.update(_synthesis_metrics(stats, name, round_index,
+                                      self.settings.learning_rate))
+        pool = self._add(pool, negatives, round_index)
+      filled = self.filled(name, round_index)
+      steps = math.ceil(config.train.epochs_per_round *
+                        (self.num_train + filled) / config.train.batch_size)
+      opt_state = s.opt_state
+      opt_state.hyperparams["learning_rate"] = jnp.asarray(
+          lr, opt_state.hyperparams["learning_rate"].dtype)
+      params, opt_state, train_metrics = self._train(
+          s.params, opt_state, pool, k_train, steps)
+      train_metrics = jax.device_get(train_metrics)
+      if not train_metrics.pop("train_finite"):
+        raise NonFiniteError(
+            f"NaN or Inf in the {name} classifier's loss or weights in round "
+            f"{round_index} (learning rate {lr}); lower train.learning_rate "
+            "and resume: the last checkpoint is intact.")
+      m.update({k: float(v) for k, v in train_metrics.items()})
+      m.update(pool_size=filled, learning_rate=lr, train_steps=steps)
+      if (round_index % config.eval.every_rounds == 0
+          or round_index == config.rounds):
+        m["test_error"] = float(self.test_error(params))
+      metrics.update({f"{name}/{k}": v for k, v in m.items()})
+      new_state[name] = VariantState(params=params, opt_state=opt_state,
+                                     pool=pool)
+    return new_state, metrics
+
+
+def _check_variants(variants):
+  variants = tuple(variants)
+  unknown = [v for v in variants if v not in VARIANTS]
+  if unknown or not variants or len(set(variants)) != len(variants):
+    raise ConfigError(
+        f"icl.variants={variants!r} must name each of {', '.join(VARIANTS)} "
+        "at most once (and at least one).")
+  return variants
+
+
+def _synthesis_metrics(stats, name, round_index, learning_rate):
+  stats = jax.device_get(stats)
+  if stats.nonfinite:
+    raise NonFiniteError(
+        f"NaN or Inf in the logits or input gradients while synthesising "
+        f"{name}'s pseudo-negatives in round {round_index}; lower "
+        f"synthesis.learning_rate (now {learning_rate}) and resume: the last "
+        "checkpoint is intact.")
+  return dict(synthesis_steps_mean=float(np.mean(stats.steps)),
+              synthesis_steps_max=int(np.max(stats.steps)),
+              synthesis_stopped_early=int(np.sum(stats.stopped)),
+              synthesis_samples=int(stats.stopped.size),
+              synthesis_logit_start=float(np.mean(stats.first_logit)),
+              synthesis_logit_end=float(np.mean(stats.last_logit)))
+
+
+def results_markdown(config, dataset_name, errors, table_text):
+  lines = [f"# ICL results: {dataset_name}, mode {config.icl.mode}, "
+           f"seed {config.seed}, {config.rounds} rounds", "",
+           "| model | test error (%) |", "| --- | --- |"]
+  lines += [f"| {name} | {100 * e:.2f} |" for name, e in errors.items()]
+  lines += ["", f"## FGSM, ε = {config.eval.fgsm_eps} on [-1, 1]", "",
+            table_text, ""]
+  return "\n".join(lines)
+
+
+def train_and_evaluate(config, workdir):
+  """Trains every variant of `config.icl.variants`, resuming from `workdir`,
+  then writes results.json and results.md there (test errors and the FGSM
+  table) and returns (state, results)."""
+  robustness.check_epsilon(config.eval.fgsm_eps, -1.0, 1.0)
+  mesh = parallel.make_mesh()
+  run = IntrospectiveClassifier(config, mesh)
+  logging.info("ICL (%s) on %s: %d training images %s, %d test images, "
+               "variants %s, %d rounds, %d devices; writing to %s",
+               config.icl.mode, run.dataset_name, run.num_train,
+               "×".join(map(str, run.image_shape)),
+               run.test_images.shape[0], ", ".join(run.variants),
+               config.rounds, mesh.size, workdir)
+  state = harness.run_rounds(run, config, workdir)
+  began = time.perf_counter()
+  errors, table = run.evaluate(state)
+  table_text = robustness.format_robustness_table(table)
+  results = {"dataset": run.dataset_name, "mode": config.icl.mode,
+             "seed": config.seed, "rounds": config.rounds,
+             "fgsm_eps": config.eval.fgsm_eps, "test_error": errors,
+             "robustness": _jsonable(table)}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(results, f, indent=2)
+    markdown = results_markdown(config, run.dataset_name, errors, table_text)
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+      f.write(markdown)
+    logging.info("Evaluated in %.1f s; results in %s:\n%s",
+                 time.perf_counter() - began,
+                 os.path.join(workdir, "results.md"), markdown)
+  return state, results
+
+
+def _jsonable(tree):
+  return json.loads(json.dumps(tree, default=lambda o: (
+      o.tolist() if hasattr(o, "tolist") else vars(o))))
