@@ -124,12 +124,14 @@ class UpsamplingInitializer(nn.Module):
     kernel_size: 5 (Table 5).
     use_norm: False drops the LayerNorms; the network is then linear in z
       (tests use this to check there is no pointwise nonlinearity).
+    weight_std: std of the Gaussian conv kernels (App. D: 0.1).
   """
   size: int = 64
   features: Sequence[int] = (256, 128, 64)
   channels: int = 3
   kernel_size: int = 5
   use_norm: bool = True
+  weight_std: float = 0.1
 
   @nn.compact
   def __call__(self, z):
@@ -144,7 +146,8 @@ class UpsamplingInitializer(nn.Module):
     for i in range(stages):
       last = i == stages - 1
       width = self.channels if last else self.features[i]
-      x = Conv(width, self.kernel_size, name=f"conv{i}")(x)
+      x = Conv(width, self.kernel_size, name=f"conv{i}",
+               kernel_init=nn.initializers.normal(self.weight_std))(x)
       b, h, w, c = x.shape
       x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method="nearest")
       if not last and self.use_norm:
@@ -162,19 +165,10 @@ def _num_stages(z_size, size):
   return int(stages)
 
 
-def random_initializer_params(module, key, z_shape, weight_std=0.1):
+def random_initializer_params(module, key, z_shape):
   """Fresh App. D weights for `module` on z of `z_shape`: conv kernels
-  ~ N(0, weight_std²), zero biases, LayerNorm scale 1 and offset 0."""
-  k_init, k_weights = jax.random.split(key)
-  params = module.init(k_init, jnp.zeros(z_shape, jnp.float32))["params"]
-  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-  keys = jax.random.split(k_weights, len(leaves))
-  out = []
-  for (path, leaf), k in zip(leaves, keys):
-    if path[-1].key == "kernel":
-      leaf = weight_std * jax.random.normal(k, leaf.shape, leaf.dtype)
-    out.append(leaf)
-  return jax.tree_util.tree_unflatten(treedef, out)
+  ~ N(0, module.weight_std²), zero biases, LayerNorm scale 1, offset 0."""
+  return module.init(key, jnp.zeros(z_shape, jnp.float32))["params"]
 
 
 def initial_negatives(key, num, image_shape, features=(256, 128, 64),
@@ -217,11 +211,10 @@ def initial_negatives(key, num, image_shape, features=(256, 128, 64),
 def _initial_negatives(key, num, size, channels, features, z_channels,
                        weight_std):
   module = UpsamplingInitializer(size=size, features=features,
-                                 channels=channels)
+                                 channels=channels, weight_std=weight_std)
   k_net, k_z = jax.random.split(key)
   z_shape = (num, 4, 4, z_channels)
-  params = random_initializer_params(module, k_net, (1,) + z_shape[1:],
-                                     weight_std)
+  params = random_initializer_params(module, k_net, (1,) + z_shape[1:])
   z = jax.random.uniform(k_z, z_shape, jnp.float32, -1.0, 1.0)
   return minmax_to_unit(module.apply({"params": params}, z))
 
