@@ -208,3 +208,12 @@ def test_mnist_through_mock_tfds_trains_one_round(tmp_path):
     _, results = icl.train_and_evaluate(config, str(tmp_path))
   assert 0.0 <= results["test_error"]["icl"] <= 1.0
   assert results["dataset"].endswith("mnist")
+
+
+def test_eight_devices_match_one_device():
+  result = subprocess.run(
+      [sys.executable, str(REPO / "tests" / "icl_multidevice_check.py")],
+      cwd=REPO, capture_output=True, text=True, timeout=600,
+      env=subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
+  assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+  assert "ICL rounds match" in result.stdout
