@@ -21,6 +21,8 @@ def get_config(variant=""):
   c.trainer = "icl"
   c.seed = 0                     # initial weights, batches, synthesis
   c.rounds = 10
+  # 0: off; N: a JAX profiler trace of round N in <workdir>/profile.
+  c.profile_round = 0
   c.dtype = "float32"
 
   c.data = ml_collections.ConfigDict()

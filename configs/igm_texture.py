@@ -20,6 +20,8 @@ def get_config(variant=""):
   c.trainer = "igm"
   c.seed = 0
   c.rounds = 20
+  # 0: off; N: a JAX profiler trace of round N in <workdir>/profile.
+  c.profile_round = 0
   c.dtype = "float32"
 
   c.data = ml_collections.ConfigDict()

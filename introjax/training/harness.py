@@ -12,7 +12,12 @@ A trainer provides:
   checkpoint_meta(state)           JSON-safe facts needed to restore
   write_samples(state, t, folder)  PNGs of round t (process 0 only)
   progress(t, rounds, metrics, s)  the terminal line of round t
+
+Every trainer also gets `profile_round` (config.profile_round, 0: off): round
+N runs under the JAX profiler and its trace lands in <workdir>/profile, for
+TensorBoard's profile plugin or xprof.
 """
+import contextlib
 import json
 import os
 import time
@@ -43,9 +48,32 @@ def samples_dir(workdir):
   return os.path.join(workdir, "samples")
 
 
+def profile_dir(workdir):
+  return os.path.join(workdir, "profile")
+
+
+def _profiled(workdir, enabled):
+  """A JAX profiler trace of the enclosed work into <workdir>/profile.
+
+  Every process traces its own devices and host (no process decides for the
+  others): on a pod each worker writes its own
+  profile/plugins/profile/<time>/<host>.xplane.pb, into one folder when the
+  workdir is shared (gs://…), else on each worker's disk.
+  """
+  if not enabled:
+    return contextlib.nullcontext()
+  return jax.profiler.trace(profile_dir(workdir))
+
+
 def run_rounds(trainer, config, workdir):
-  """Trains until `config.rounds` rounds are complete; returns the state."""
+  """Trains until `config.rounds` rounds are complete; returns the state.
+
+  With `config.profile_round` = N > 0 (configs without the field: off), round
+  N (training, checkpoint and samples) is traced into <workdir>/profile. Round
+  1 includes compilation, so a later round shows the steady state.
+  """
   prepare_workdir(workdir)
+  profile_round = config.get("profile_round", 0)
   config_dict = json.loads(config.to_json())
   checkpoints = ckpt_lib.Checkpointer(workdir)
   writer = MetricWriter(workdir)
@@ -62,14 +90,23 @@ def run_rounds(trainer, config, workdir):
       start = latest + 1
       logging.info("Resumed from round %d in %s.", latest,
                    checkpoints.directory)
+    if (profile_round and start <= config.rounds
+        and not start <= profile_round <= config.rounds):
+      logging.warning("profile_round=%d is not among the rounds this run "
+                      "trains (%d … %d); no profile is written.",
+                      profile_round, start, config.rounds)
     for t in range(start, config.rounds + 1):
       began = time.perf_counter()
-      state, metrics = trainer.run_round(state, t)
-      checkpoints.save(t, trainer.checkpoint_items(state),
-                       {"round": t, "config": config_dict,
-                        **trainer.checkpoint_meta(state)})
-      if jax.process_index() == 0:
-        trainer.write_samples(state, t, samples_dir(workdir))
+      with _profiled(workdir, t == profile_round):
+        state, metrics = trainer.run_round(state, t)
+        checkpoints.save(t, trainer.checkpoint_items(state),
+                         {"round": t, "config": config_dict,
+                          **trainer.checkpoint_meta(state)})
+        if jax.process_index() == 0:
+          trainer.write_samples(state, t, samples_dir(workdir))
+        if t == profile_round:
+          # Dispatch is asynchronous: wait, so the trace holds the work.
+          jax.block_until_ready(state)
       seconds = time.perf_counter() - began
       writer.write(t, {**metrics, "round_seconds": seconds})
       logging.info("%s", trainer.progress(t, config.rounds, metrics, seconds))

@@ -1,0 +1,40 @@
+"""The shared round loop's own options: the profiler trace of one round."""
+import json
+
+from conftest import load_config
+from introjax import parallel
+from introjax.training import harness
+from introjax.training import icl
+
+
+def _tiny_icl(rounds, profile_round):
+  config = load_config("icl_digits.py:tiny")
+  config.rounds = rounds
+  config.profile_round = profile_round
+  config.icl.variants = ("baseline", "icl")
+  return config, icl.IntrospectiveClassifier(config, parallel.make_mesh())
+
+
+def test_profile_round_writes_one_trace_and_the_usual_metrics(tmp_path):
+  config, trainer = _tiny_icl(rounds=2, profile_round=2)
+  harness.run_rounds(trainer, config, str(tmp_path))
+  # jax.profiler.trace writes plugins/profile/<time>/<host>.xplane.pb.
+  runs = list((tmp_path / "profile" / "plugins" / "profile").iterdir())
+  assert len(runs) == 1, runs
+  traces = list(runs[0].glob("*.xplane.pb"))
+  assert traces and traces[0].stat().st_size > 0
+  rows = [json.loads(line) for line in
+          (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [r["round"] for r in rows] == [1, 2]
+  assert "icl/synthesis_steps_mean" in rows[1]
+  assert (tmp_path / "samples" / "icl_round_002.png").exists()
+
+
+def test_profile_round_zero_and_configs_without_it_write_no_trace(tmp_path):
+  config, trainer = _tiny_icl(rounds=1, profile_round=0)
+  harness.run_rounds(trainer, config, str(tmp_path / "off"))
+  del config["profile_round"]  # configs that predate the field still run
+  harness.run_rounds(trainer, config, str(tmp_path / "absent"))
+  for name in ("off", "absent"):
+    assert not (tmp_path / name / "profile").exists()
+    assert (tmp_path / name / "metrics.jsonl").exists()
