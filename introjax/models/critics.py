@@ -63,10 +63,15 @@ _NORMS = ("layer", "none")
 
 
 def build_critic(model: ml_collections.ConfigDict, dtype="float32") -> nn.Module:
-  """The critic named by `config.model`."""
+  """The critic named by `config.model`: "dcgan" (IGM §4) or "winn" (WINN
+  App. C)."""
+  if model.name == "winn":
+    # Imported here: models.winn builds on this module's Conv.
+    from introjax.models import winn  # pylint: disable=import-outside-toplevel
+    return winn.build_winn_critic(model, dtype)
   if model.name != "dcgan":
     raise ConfigError(f"Unknown critic model.name={model.name!r}; "
-                     "the known critics are: 'dcgan'.")
+                     "the known critics are: 'dcgan', 'winn'.")
   if model.norm not in _NORMS:
     raise ConfigError(f"Unknown model.norm={model.norm!r}; use one of {_NORMS}.")
   return DCGANCritic(features=tuple(model.features),

@@ -1,15 +1,33 @@
-"""IGM and IGM-single on a texture (IGM Algorithm 1, §3.4, §4.1–4.2).
+"""Introspective texture models: the shared texture trainer, and IGM.
 
-Each round t fine-tunes the critic on the positive texture against the
-pseudo-negative pool (classification step), then moves the last round's
-negatives up the new critic's logit with early-stopped ascent (synthesis
-step) and adds them to the pool. IGM keeps every round's critic as a
-cascade; IGM-single keeps one critic and synthesises from fresh noise.
+Every texture member runs the same round (IGM Algorithm 1, WINN Algorithm
+1): fine-tune the critic on patches of the texture against the
+pseudo-negative pool (classification step), climb the critic's logit from
+the round's starting negatives with early-stopped ascent (synthesis step),
+add the result to the pool. `TextureTrainer` is that round; each axis of the
+design is read from the config in one place:
+
+  axis                  config                IGM                 WINN
+  critic                model.name            "dcgan"             "winn"
+  critic loss           train.loss            "bce"               "wgan_gp"
+  critic optimiser      train.optimizer       "sgd"               "adam"
+  classification stop   train.loss_target     smoothed loss       (k passes)
+  early stop            synthesis.stop        "windowed"          "winn"
+  initial negatives p0  <member>.init         "gaussian"          "upsampling"
+  critics kept          rounds_per_critic()   1 per round / one   K cascades
+
+A member (`TextureIGM` here, `TextureWINN` in winn.py) names its config
+section and says how many rounds each critic of its cascade is trained for;
+the rest is config. IGM keeps every round's critic as a cascade and starts
+each round from the last round's negatives; IGM-single keeps one critic and
+synthesises from fresh noise.
 
 Both steps are single jitted calls per round: the classification step is a
-`while_loop` over SGD steps, the synthesis step the sampler's `while_loop`.
+`while_loop` over optimiser steps, the synthesis step the sampler's
+`while_loop`.
 """
 import functools
+import math
 import os
 import time
 from typing import Any, Optional
@@ -25,12 +43,16 @@ from introjax import parallel
 from introjax.data import images as image_data
 from introjax.data import pool as pool_lib
 from introjax.errors import ConfigError, NonFiniteError
-from introjax.eval.images import save_grid
+from introjax.eval.images import center_crop, save_grid
+from introjax.eval.swd import sliced_wasserstein
 from introjax.models import critics
+from introjax.models import winn as winn_models
 from introjax.objectives import losses
+from introjax.objectives import wasserstein
 from introjax.sampling import anysize
 from introjax.sampling.ascent import AscentSettings, ascend
-from introjax.sampling.stopping import FixedSteps, build_stop_rule
+from introjax.sampling.stopping import (FixedSteps, PerSampleThreshold,
+                                        build_stop_rule, winn_thresholds)
 from introjax.training import harness
 
 # Config fields a checkpoint's arrays depend on: resuming with other values
@@ -43,78 +65,277 @@ STRUCTURAL_KEYS = (
 
 
 @struct.dataclass
-class IGMState:
+class TextureState:
   critic: Any                 # parameters of the critic being trained
   opt_state: Any
-  cascade: Any                # critics of completed rounds, stacked (T, ...)
+  cascade: Any                # the critics of the cascade, stacked (K, ...)
   pool: pool_lib.NegativePool
   negatives: jax.Array        # the latest round's pseudo-negatives
+  # The current cascade's starting negatives (the previous cascade's last
+  # samples), kept only by members whose critics last several rounds.
+  seeds: Optional[jax.Array] = None
 
 
-class TextureIGM:
-  """The compiled parts of IGM for one config, texture and device mesh."""
+IGMState = TextureState
+
+
+# Critic losses ------------------------------------------------------------
+# loss(critic_fn, batch, key) -> (loss, aux): `batch` holds positives, then
+# as many negatives; aux entries are logged as train_<name>.
+
+
+class BCELoss:
+  """IGM §3.2.1: cross-entropy of positives against pseudo-negatives."""
+
+  fix = "lower train.learning_rate"
+
+  def __call__(self, critic_fn, batch, key):
+    del key
+    logits = critic_fn(batch)
+    half = batch.shape[0] // 2
+    pos, neg = logits[:half], logits[half:]
+    return losses.bce_loss(pos, neg), {
+        "accuracy": losses.binary_accuracy(pos, neg)}
+
+  def culprit(self, metrics):
+    del metrics
+    return "critic's loss or weights"
+
+
+@struct.dataclass
+class WassersteinGPLoss:
+  """WINN eq. 5 plus λ times the gradient penalty (Algorithm 1, λ = 10)."""
+  gp_weight: float = struct.field(pytree_node=False, default=10.0)
+
+  fix = "lower train.learning_rate (or train.gp_weight)"
+
+  def __call__(self, critic_fn, batch, key):
+    half = batch.shape[0] // 2
+    return wasserstein.wgan_gp_loss(critic_fn, batch[:half], batch[half:],
+                                    key, self.gp_weight)
+
+  def culprit(self, metrics):
+    # The loop stops at the first non-finite loss: a finite Wasserstein
+    # estimate at that step puts the blame on the penalty term.
+    if math.isfinite(metrics["train_wasserstein"]):
+      return "gradient penalty"
+    return "critic's Wasserstein estimate (its weights)"
+
+
+def build_critic_loss(train):
+  """The critic loss named by `train.loss` (default "bce")."""
+  name = train.get("loss", "bce")
+  if name == "bce":
+    return BCELoss()
+  if name == "wgan_gp":
+    return WassersteinGPLoss(gp_weight=train.get("gp_weight", 10.0))
+  raise ConfigError(f"Unknown train.loss={name!r}; use 'bce' (IGM) or "
+                    "'wgan_gp' (WINN).")
+
+
+def build_critic_optimizer(train):
+  """The critic's optimiser named by `train.optimizer` (default "sgd")."""
+  name = train.get("optimizer", "sgd")
+  if name == "sgd":
+    return optax.sgd(train.learning_rate,
+                     momentum=train.get("momentum", 0.0) or None)
+  if name == "adam":
+    return optax.adam(train.learning_rate, b1=train.b1, b2=train.b2)
+  raise ConfigError(f"Unknown train.optimizer={name!r}; use 'sgd' or "
+                    "'adam'.")
+
+
+# Initial negatives p0 --------------------------------------------------------
+
+_INITS = ("gaussian", "upsampling")
+
+# The App. D network is drawn once per run from this stream of the run's
+# seed (only z is re-drawn per sample, as in the released WINN code), so
+# training and generation start from one distribution.
+_P0_NETWORK_STREAM = 0x5EED
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _upsampling_canvases(net_key, z_key, num, canvas_shape, patch):
+  """WINN App. D outputs covering `canvas_shape`: z is a (⌈H/s⌉, ⌈W/s⌉, 512)
+  grid with s = patch/4, so a patch-sized window of the output is exactly
+  App. D's 4×4 → patch network, and larger canvases keep that scale."""
+  h, w, channels = canvas_shape
+  stages = int(math.log2(patch // 4))
+  scale = 2 ** stages
+  zh, zw = -(-h // scale), -(-w // scale)
+  module = winn_models.UpsamplingInitializer(
+      size=zh * scale, features=(256, 128, 64, 64, 64)[:max(stages - 1, 0)],
+      channels=channels)
+  z_shape = (num, zh, zw, 512)
+  params = winn_models.random_initializer_params(module, net_key,
+                                                 (1,) + z_shape[1:])
+  z = jax.random.uniform(z_key, z_shape, jnp.float32, -1.0, 1.0)
+  out = module.apply({"params": params}, z)
+  top, left = (out.shape[1] - h) // 2, (out.shape[2] - w) // 2
+  return winn_models.minmax_to_unit(out[:, top:top + h, left:left + w])
+
+
+# The trainer ---------------------------------------------------------------
+
+
+class TextureTrainer:
+  """The compiled parts of one texture member for a config, texture and
+  device mesh. Subclasses set `section` (their config section) and may
+  override `rounds_per_critic`, `fresh_p0`, the classification schedule
+  and `describe`/`progress`."""
+
+  section = ""
+  structural_keys = ()
 
   def __init__(self, config, mesh):
     self.config = config
     self.mesh = mesh
-    data, igm = config.data, config.igm
+    data, sec = config.data, config[self.section]
+    self.sec = sec
     self.image = image_data.load_image(
         data.image_path or data.texture, size=data.image_size,
-        channels=data.channels or None, min_side=igm.patch_size)
+        channels=data.channels or None, min_side=sec.patch_size)
     canvas = image_data.texture_canvas(self.image, data.pad)
     self.canvas_shape = canvas.shape
-    self.patch = igm.patch_size
+    self.patch = sec.patch_size
+    side = sec.get("negative_size", 0)
+    # Negatives are whole texture canvases (IGM) or side×side images (WINN
+    # §5.1–5.2: patch-sized); only canvases carry the reflect padding.
+    self.negative_shape = ((side, side, canvas.shape[2]) if side
+                           else self.canvas_shape)
+    self.negative_pad = 0 if side else data.pad
+    self.patches_per_image = sec.get("patches_per_image", 1)
     self.critic = critics.build_critic(config.model, config.dtype)
     self.logits = critics.critic_logits(self.critic)
-    self.tx = optax.sgd(config.train.learning_rate,
-                        momentum=config.train.momentum or None)
+    self.critic_loss = build_critic_loss(config.train)
+    self.tx = build_critic_optimizer(config.train)
     self.settings = AscentSettings.from_config(config.synthesis)
-    self.rule = build_stop_rule(config.synthesis)
+    self.rule = (None if config.synthesis.stop == "winn"
+                 else build_stop_rule(config.synthesis))
     self._check(mesh)
     self._batch = parallel.batch_sharding(mesh)
     self._replicated = parallel.replicated(mesh)
     self.positive = jax.device_put(canvas[None], self._replicated)
     self.base_key = jax.random.PRNGKey(config.seed)
+    self._p0_network = jax.random.fold_in(self.base_key, _P0_NETWORK_STREAM)
     self._train_critic = jax.jit(self._train_critic_fn, donate_argnums=(0, 1))
     self._synthesize = jax.jit(self._synthesize_fn)
     self._add = jax.jit(pool_lib.pool_add, donate_argnums=0)
     self._generate = jax.jit(self._generate_fn, static_argnums=(2,))
 
   def _check(self, mesh):
-    igm, train = self.config.igm, self.config.train
-    if self.config.data.pad < 0:
+    sec, train, data = self.sec, self.config.train, self.config.data
+    name = self.section
+    if data.pad < 0:
       raise ConfigError("data.pad must be ≥ 0.")
-    parallel.check_divisible("igm.negatives_per_round",
-                             igm.negatives_per_round, mesh)
-    parallel.check_divisible("2 × train.batch_size × igm.patches_per_image",
-                             2 * train.batch_size * igm.patches_per_image, mesh)
-    if igm.pool_rounds < 1:
-      raise ConfigError("igm.pool_rounds must be ≥ 1 (rounds of negatives "
-                        "the pool keeps).")
+    h, w = self.negative_shape[:2]
+    if min(h, w) < self.patch:
+      raise ConfigError(
+          f"{name}.negative_size={h} is smaller than the {self.patch}×"
+          f"{self.patch} patch; use at least {name}.patch_size (or 0 for "
+          "whole canvases).")
+    parallel.check_divisible(f"{name}.negatives_per_round",
+                             sec.negatives_per_round, mesh)
+    parallel.check_divisible(
+        f"2 × train.batch_size × {name}.patches_per_image",
+        2 * train.batch_size * self.patches_per_image, mesh)
+    if sec.pool_rounds < 1:
+      raise ConfigError(f"{name}.pool_rounds must be ≥ 1 (rounds of "
+                        "negatives the pool keeps).")
+    init = sec.get("init", "gaussian")
+    if init not in _INITS:
+      raise ConfigError(f"Unknown {name}.init={init!r}; use one of {_INITS}.")
+    if init == "upsampling":
+      stages = math.log2(self.patch / 4) if self.patch >= 8 else 0
+      if stages < 1 or stages != int(stages):
+        raise ConfigError(
+            f"{name}.init='upsampling' (WINN App. D) grows 4×4 noise to the "
+            f"patch by doubling, which cannot make {self.patch}×{self.patch};"
+            f" use a {name}.patch_size of 4·2^k (16, 32, 64) or "
+            f"{name}.init='gaussian'.")
+    if self.rule is None and self.config.synthesis.threshold_positives < 1:
+      raise ConfigError("synthesis.threshold_positives must be ≥ 1: WINN's "
+                        "early stop draws thresholds between the smallest and "
+                        "largest logit of that many positives.")
+    if self.config.log.get("swd") and min(h, w) < 16:
+      raise ConfigError(f"log.swd needs negatives of at least 16×16, but "
+                        f"they are {h}×{w}; set log.swd=False.")
 
-  # State ----------------------------------------------------------------
+  # Member hooks ---------------------------------------------------------------
+
+  def rounds_per_critic(self) -> Optional[int]:
+    """Rounds each critic of the cascade is trained for; None: one critic
+    for the whole run."""
+    return None
+
+  fresh_p0 = True   # the first cascade starts every round from fresh p0
+
+  @property
+  def train_steps(self):
+    return self.config.train.max_steps
+
+  @property
+  def loss_target(self):
+    """Stop the classification step once the smoothed loss is this low;
+    None: always run `train_steps` steps."""
+    return self.config.train.get("loss_target")
+
+  def describe(self):
+    return type(self).__name__
+
+  def progress(self, round_index, rounds, metrics, seconds):
+    return progress_line(round_index, rounds, metrics, seconds)
+
+  # Cascade schedule -------------------------------------------------------
+
+  def starts_critic(self, t):
+    """Round t freezes the critic trained so far and starts the next one."""
+    rpc = self.rounds_per_critic()
+    return rpc is not None and t > 1 and (t - 1) % rpc == 0
+
+  def critic_index(self, t):
+    """0-based index in the cascade of the critic round t trains."""
+    rpc = self.rounds_per_critic()
+    return 0 if rpc is None else (t - 1) // rpc
+
+  @property
+  def keeps_seeds(self):
+    rpc = self.rounds_per_critic()
+    return rpc is not None and rpc > 1
+
+  # State ------------------------------------------------------------------
 
   def initial_negatives(self, key, num, canvas_shape=None):
-    """IGM's p0: N(0, init_std²) canvases, clipped to the data range."""
-    shape = (num, *(canvas_shape or self.canvas_shape))
-    noise = self.config.igm.init_std * jax.random.normal(key, shape)
-    return jax.device_put(jnp.clip(noise, -1.0, 1.0), self._batch)
+    """`num` samples of p0 shaped like the negatives (or `canvas_shape`):
+    N(0, init_std²) clipped to the data range, or WINN App. D's random
+    up-sampling network (one network per run, fresh z per sample)."""
+    shape = tuple(canvas_shape or self.negative_shape)
+    if self.sec.get("init", "gaussian") == "upsampling":
+      x = _upsampling_canvases(self._p0_network, key, num, shape, self.patch)
+    else:
+      noise = self.sec.init_std * jax.random.normal(key, (num, *shape))
+      x = jnp.clip(noise, -1.0, 1.0)
+    return jax.device_put(x, self._batch)
 
   def init_state(self):
     """The state before round 1: a fresh critic and a pool holding p0's
     samples (tagged round 0)."""
-    igm = self.config.igm
+    sec = self.sec
     k_critic, k_neg = jax.random.split(jax.random.fold_in(self.base_key, 0))
     params = critics.init_critic(self.critic, k_critic,
                                  (self.patch, self.patch, self.canvas_shape[2]))
     params = jax.device_put(params, self._replicated)
-    negatives = self.initial_negatives(k_neg, igm.negatives_per_round)
-    pool = pool_lib.empty_pool(igm.pool_rounds * igm.negatives_per_round,
-                               self.canvas_shape)
+    negatives = self.initial_negatives(k_neg, sec.negatives_per_round)
+    pool = pool_lib.empty_pool(sec.pool_rounds * sec.negatives_per_round,
+                               self.negative_shape)
     pool = jax.device_put(pool, self._pool_sharding())
     pool = self._add(pool, negatives, 0)
-    return IGMState(critic=params, opt_state=self.tx.init(params),
-                    cascade=None, pool=pool, negatives=negatives)
+    # Placed like the step's outputs, so round 2 does not compile again.
+    opt_state = jax.device_put(self.tx.init(params), self._replicated)
+    return TextureState(critic=params, opt_state=opt_state, cascade=None,
+                        pool=pool, negatives=negatives,
+                        seeds=negatives if self.keeps_seeds else None)
 
   def _pool_sharding(self):
     return pool_lib.NegativePool(images=self._batch, rounds=self._batch,
@@ -131,25 +352,29 @@ class TextureIGM:
           lead + s.shape, s.dtype, sharding=sharding), tree)
 
     rep, batch = self._replicated, self._batch
-    return {
-        "critics": placed(shape.critic, rep, stacked=num_critics),
-        "state": {
-            "critic": placed(shape.critic, rep),
-            "opt_state": placed(shape.opt_state, rep),
-            "pool": pool_lib.NegativePool(
-                images=placed(shape.pool.images, batch),
-                rounds=placed(shape.pool.rounds, batch),
-                cursor=placed(shape.pool.cursor, rep)),
-            "negatives": placed(shape.negatives, batch)}}
+    state = {
+        "critic": placed(shape.critic, rep),
+        "opt_state": placed(shape.opt_state, rep),
+        "pool": pool_lib.NegativePool(
+            images=placed(shape.pool.images, batch),
+            rounds=placed(shape.pool.rounds, batch),
+            cursor=placed(shape.pool.cursor, rep)),
+        "negatives": placed(shape.negatives, batch)}
+    if self.keeps_seeds:
+      state["seeds"] = placed(shape.seeds, batch)
+    return {"critics": placed(shape.critic, rep, stacked=num_critics),
+            "state": state}
 
   # Classification step ----------------------------------------------------
 
   def _train_critic_fn(self, params, opt_state, pool, key, round_index):
-    """SGD on positives ∪ pool until the smoothed loss reaches
-    `train.loss_target` or `train.max_steps` steps."""
-    train, igm = self.config.train, self.config.igm
-    per_class = train.batch_size * igm.patches_per_image
+    """`train_steps` optimiser steps on positives ∪ pool, or fewer once the
+    smoothed loss reaches `loss_target`; stops at a non-finite loss."""
+    train, sec = self.config.train, self.sec
+    per_class = train.batch_size * self.patches_per_image
     h, w = self.canvas_shape[:2]
+    nh, nw = self.negative_shape[:2]
+    target = self.loss_target
 
     def batch(key):
       k_pos, k_slot, k_neg = jax.random.split(key, 3)
@@ -158,70 +383,110 @@ class TextureIGM:
           anysize.random_origins(k_pos, 1, per_class, (h, w), self.patch)[0],
           self.patch)
       slots = pool_lib.pool_sample(pool, k_slot, train.batch_size,
-                                   round_index, igm.recency_decay)
+                                   round_index, sec.recency_decay)
       neg = anysize.crop(
-          pool.images, jnp.repeat(slots, igm.patches_per_image),
-          anysize.random_origins(k_neg, 1, per_class, (h, w), self.patch)[0],
+          pool.images, jnp.repeat(slots, self.patches_per_image),
+          anysize.random_origins(k_neg, 1, per_class, (nh, nw), self.patch)[0],
           self.patch)
       both = jnp.concatenate([pos, neg.astype(pos.dtype)])
       return jax.lax.with_sharding_constraint(both, self._batch)
 
-    def loss_fn(params, patches):
-      logits = self.logits(params, patches)
-      pos, neg = logits[:per_class], logits[per_class:]
-      return losses.bce_loss(pos, neg), losses.binary_accuracy(pos, neg)
+    def loss_fn(params, patches, key):
+      return self.critic_loss(functools.partial(self.logits, params), patches,
+                              key)
 
     def cond(carry):
       step, _, _, loss, _ = carry
-      return (step < train.max_steps) & (loss > train.loss_target)
+      go = (step < self.train_steps) & ((step == 0) | jnp.isfinite(loss))
+      return go if target is None else go & (loss > target)
 
     def body(carry):
-      step, params, opt_state, loss_avg, acc_avg = carry
-      (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-          params, batch(jax.random.fold_in(key, step)))
+      step, params, opt_state, loss_avg, aux_avg = carry
+      step_key = jax.random.fold_in(key, step)
+      (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          params, batch(step_key), jax.random.fold_in(step_key, 1))
       updates, opt_state = self.tx.update(grads, opt_state, params)
       params = optax.apply_updates(params, updates)
       first = step == 0  # running means over roughly the last 10 steps
-      loss_avg = jnp.where(first, loss, 0.9 * loss_avg + 0.1 * loss)
-      acc_avg = jnp.where(first, acc, 0.9 * acc_avg + 0.1 * acc)
-      return step + 1, params, opt_state, loss_avg, acc_avg
+      smooth = lambda avg, new: jnp.where(first, new, 0.9 * avg + 0.1 * new)
+      loss_avg = smooth(loss_avg, loss)
+      aux_avg = jax.tree.map(smooth, aux_avg, aux)
+      return step + 1, params, opt_state, loss_avg, aux_avg
 
-    steps, params, opt_state, loss, acc = jax.lax.while_loop(
+    aux_shape = jax.eval_shape(lambda p, k: loss_fn(p, batch(k), k),
+                               params, key)[1]
+    aux0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shape)
+    steps, params, opt_state, loss, aux = jax.lax.while_loop(
         cond, body, (jnp.int32(0), params, opt_state, jnp.float32(jnp.inf),
-                     jnp.float32(0)))
+                     aux0))
     finite = jnp.isfinite(loss) & jnp.stack(
         [jnp.isfinite(p).all() for p in jax.tree.leaves(params)]).all()
-    return params, opt_state, dict(train_steps=steps, train_loss=loss,
-                                   train_accuracy=acc, train_finite=finite)
+    return params, opt_state, dict(
+        train_steps=steps, train_loss=loss,
+        **{f"train_{name}": value for name, value in aux.items()},
+        train_finite=finite)
 
   # Synthesis step ---------------------------------------------------------
 
-  def _ascent(self, params, canvas_hw, rule=None):
-    train_hw = self.canvas_shape[:2]
-    patches = anysize.patches_for_canvas(self.config.igm.patches_per_image,
-                                         train_hw, canvas_hw)
+  def _patches_for(self, canvas_hw):
+    """Patches per canvas per ascent step: the training count on negatives,
+    `generate.patches` (or the training density) on other canvases."""
+    if tuple(canvas_hw) == tuple(self.negative_shape[:2]):
+      return self.patches_per_image
+    fixed = self.config.generate.get("patches", 0)
+    return fixed or anysize.patches_for_canvas(
+        self.patches_per_image, self.negative_shape[:2], canvas_hw)
+
+  def _ascent(self, params, canvas_hw):
     return anysize.patch_averaged_ascent(
-        functools.partial(self.logits, params), self.patch, patches)
+        functools.partial(self.logits, params), self.patch,
+        self._patches_for(canvas_hw))
+
+  def _stop_rule(self, params, key, num, patches):
+    """The early-stopping rule for `num` canvases of `patches` patches.
+
+    WINN §4.1 ("winn"): canvas i stops once its mean patch logit exceeds
+    its own threshold ~ U[min, max] of the same statistic over
+    `synthesis.threshold_positives` positive canvases of the current critic.
+    """
+    if self.rule is not None:
+      return self.rule
+    n_pos = self.config.synthesis.threshold_positives
+    k_pos, k_draw = jax.random.split(key)
+    origins = anysize.random_origins(k_pos, 1, n_pos * patches,
+                                     self.canvas_shape[:2], self.patch)[0]
+    crops = anysize.crop(self.positive, jnp.zeros(len(origins), jnp.int32),
+                         origins, self.patch)
+    logits = self.logits(params, crops).reshape(n_pos, patches)
+    return PerSampleThreshold(winn_thresholds(k_draw, logits, num))
 
   def _synthesize_fn(self, params, canvases, key):
-    return ascend(self._ascent(params, canvases.shape[1:3]), canvases, key,
-                  self.rule, self.settings)
+    hw = canvases.shape[1:3]
+    rule = self._stop_rule(params, jax.random.fold_in(key, 1),
+                           canvases.shape[0], self._patches_for(hw))
+    x, stats = ascend(self._ascent(params, hw), canvases, key, rule,
+                      self.settings)
+    return x, stats, _thresholds(rule)
 
   def _generate_fn(self, cascade, x0, stylize: Optional[tuple], key):
-    """Runs x0 up each critic of `cascade` in order (IGM's generation); with
-    `stylize=(alpha, steps)` x0 is the content image and each stage runs a
-    fixed number of steps of IGM §4.2's style objective."""
+    """Runs x0 up each critic of `cascade` in order (IGM's generation, WINN
+    eq. 8); with `stylize=(alpha, steps)` x0 is the content image and each
+    stage runs a fixed number of steps of IGM §4.2's style objective."""
     num = jax.tree.leaves(cascade)[0].shape[0]
     keys = jax.random.split(key, num)
 
     def stage(x, inputs):
       params, key = inputs
-      score_and_grad = self._ascent(params, x.shape[1:3])
-      rule, settings = self.rule, self.settings
+      hw = x.shape[1:3]
+      score_and_grad = self._ascent(params, hw)
+      settings = self.settings
       if stylize is not None:
         alpha, steps = stylize
         score_and_grad = _with_fidelity(score_and_grad, x0, alpha)
         rule, settings = FixedSteps(), settings.replace(max_steps=steps)
+      else:
+        rule = self._stop_rule(params, jax.random.fold_in(key, 1), x.shape[0],
+                               self._patches_for(hw))
       x, stats = ascend(score_and_grad, x, key, rule, settings)
       return x, stats
 
@@ -247,68 +512,122 @@ class TextureIGM:
                                 key)
     return _crop_center(out, pad)[0], stats
 
-  # Harness hooks -------------------------------------------------------------
+  # Evaluation --------------------------------------------------------------
 
-  structural_keys = STRUCTURAL_KEYS
+  def swd(self, negatives, key):
+    """PGGAN's sliced Wasserstein distance (×10³) between the negatives'
+    central S×S crops and as many random S×S crops of the texture, S the
+    largest 16·2^j that fits; {"swd_mean": …, "swd_<res>": …}."""
+    side = min(self.negative_shape[:2])
+    size = 16 * 2 ** int(math.log2(side // 16))
+    k_crop, k_swd = jax.random.split(key)
+    num = negatives.shape[0]
+    origins = anysize.random_origins(k_crop, 1, num, self.canvas_shape[:2],
+                                     size)[0]
+    real = anysize.crop(self.positive, jnp.zeros(num, jnp.int32), origins,
+                        size)
+    fake = center_crop(jax.device_get(negatives), size)
+    result = sliced_wasserstein(jax.device_get(real), fake, k_swd)
+    return {f"swd_{k}": v for k, v in result.items()}
+
+  # Harness hooks -------------------------------------------------------------
 
   def checkpoint_meta(self, state):
     return {"num_critics": jax.tree.leaves(state.cascade)[0].shape[0]}
 
   def checkpoint_items(self, state):
     """The cascade apart from the rest, so sampling restores only it."""
-    return {"critics": state.cascade,
-            "state": {"critic": state.critic, "opt_state": state.opt_state,
-                      "pool": state.pool, "negatives": state.negatives}}
+    items = {"critic": state.critic, "opt_state": state.opt_state,
+             "pool": state.pool, "negatives": state.negatives}
+    if self.keeps_seeds:
+      items["seeds"] = state.seeds
+    return {"critics": state.cascade, "state": items}
 
   def restore_targets(self, meta, only_critics=False):
     targets = self._abstract(meta["num_critics"])
     return {"critics": targets["critics"]} if only_critics else targets
 
   def from_items(self, items):
-    return IGMState(cascade=items["critics"], **items["state"])
+    return TextureState(cascade=items["critics"], **items["state"])
 
   def write_samples(self, state, round_index, folder):
     shown = state.negatives[:self.config.log.num_samples]
-    images = _crop_center(jax.device_get(shown), self.config.data.pad)
+    images = _crop_center(jax.device_get(shown), self.negative_pad)
     save_grid(os.path.join(folder, f"round_{round_index:03d}.png"), images)
-
-  def progress(self, round_index, rounds, metrics, seconds):
-    return progress_line(round_index, rounds, metrics, seconds)
 
   # One round ---------------------------------------------------------------
 
-  def run_round(self, state: IGMState, round_index):
+  def run_round(self, state: TextureState, round_index):
     """Classification step, synthesis step, pool update; returns the new
     state and the round's metrics (host floats)."""
-    igm = self.config.igm
-    key = jax.random.fold_in(self.base_key, round_index)
+    t = round_index
+    key = jax.random.fold_in(self.base_key, t)
     k_train, k_syn, k_init = jax.random.split(key, 3)
     critic, opt_state, train_metrics = self._train_critic(
-        state.critic, state.opt_state, state.pool, k_train, round_index)
-    start = (self.initial_negatives(k_init, igm.negatives_per_round)
-             if igm.single else state.negatives)
-    negatives, stats = self._synthesize(critic, start, k_syn)
-    new_critic = jax.tree.map(lambda p: p[None], critic)
-    if igm.single or state.cascade is None:
-      cascade = new_critic
+        state.critic, state.opt_state, state.pool, k_train, t)
+    # A new critic starts from the last samples of the one before (IGM's
+    # cascade, WINN §5.1); the first starts from p0 every round, or (IGM)
+    # from the negatives drawn before round 1.
+    seeds = (state.negatives if t == 1 or self.starts_critic(t)
+             else state.seeds)
+    if self.fresh_p0 and self.critic_index(t) == 0:
+      start = self.initial_negatives(k_init, self.sec.negatives_per_round)
     else:
+      start = seeds
+    negatives, stats, thresholds = self._synthesize(critic, start, k_syn)
+    new_critic = jax.tree.map(lambda p: p[None], critic)
+    if state.cascade is None or self.rounds_per_critic() is None:
+      cascade = new_critic
+    elif self.starts_critic(t):
       cascade = jax.tree.map(lambda c, p: jnp.concatenate([c, p]),
                              state.cascade, new_critic)
-    metrics = _round_metrics(train_metrics, stats, self.settings.max_steps)
+    else:  # the critic still in training replaces its earlier copy
+      cascade = jax.tree.map(lambda c, p: jnp.concatenate([c[:-1], p]),
+                             state.cascade, new_critic)
+    metrics = _round_metrics(train_metrics, stats, self.settings.max_steps,
+                             thresholds)
     if not metrics.pop("train_finite"):
       raise NonFiniteError(
-          f"NaN or Inf in the critic's loss or weights in round {round_index}"
-          f" (train.learning_rate={self.config.train.learning_rate}); lower "
-          "train.learning_rate and resume: the last checkpoint is intact.")
+          f"NaN or Inf in the {self.critic_loss.culprit(metrics)} in round "
+          f"{t} (train.learning_rate={self.config.train.learning_rate}); "
+          f"{self.critic_loss.fix} and resume: the last checkpoint is "
+          "intact.")
     if metrics.pop("synthesis_nonfinite"):
       raise NonFiniteError(
           f"NaN or Inf in the logits or input gradients during synthesis in "
-          f"round {round_index}; lower synthesis.learning_rate (now "
+          f"round {t}; lower synthesis.learning_rate (now "
           f"{self.settings.learning_rate}) and resume: the last checkpoint is "
           "intact.")
-    pool = self._add(state.pool, negatives, round_index)
-    return IGMState(critic=critic, opt_state=opt_state, cascade=cascade,
-                    pool=pool, negatives=negatives), metrics
+    if self.config.log.get("swd"):
+      metrics.update(self.swd(negatives, jax.random.fold_in(key, 2)))
+    pool = self._add(state.pool, negatives, t)
+    return TextureState(critic=critic, opt_state=opt_state, cascade=cascade,
+                        pool=pool, negatives=negatives,
+                        seeds=seeds if self.keeps_seeds else None), metrics
+
+
+class TextureIGM(TextureTrainer):
+  """IGM (a new critic every round, each round starting from the last
+  round's negatives) or IGM-single (`igm.single`: one critic, every round
+  from fresh noise)."""
+
+  section = "igm"
+  structural_keys = STRUCTURAL_KEYS
+
+  def rounds_per_critic(self):
+    return None if self.config.igm.single else 1
+
+  @property
+  def fresh_p0(self):
+    return self.config.igm.single
+
+  def describe(self):
+    return "IGM-single" if self.config.igm.single else "IGM"
+
+
+def _thresholds(rule):
+  """The per-sample thresholds of a WINN rule, else None."""
+  return rule.thresholds if isinstance(rule, PerSampleThreshold) else None
 
 
 def _with_fidelity(score_and_grad, content, alpha):
@@ -324,14 +643,17 @@ def _crop_center(canvases, pad):
   return canvases[:, pad:h - pad, pad:w - pad]
 
 
-def _round_metrics(train_metrics, stats, max_steps):
+def _round_metrics(train_metrics, stats, max_steps, thresholds=None):
   """One host transfer per round: the numbers printed and logged."""
-  train_metrics, stats = jax.device_get((train_metrics, stats))
-  return dict(
-      train_steps=int(train_metrics["train_steps"]),
-      train_loss=float(train_metrics["train_loss"]),
-      train_accuracy=float(train_metrics["train_accuracy"]),
-      train_finite=bool(train_metrics["train_finite"]),
+  train_metrics, stats, thresholds = jax.device_get(
+      (train_metrics, stats, thresholds))
+  # Logged in this order: steps, loss, the loss's own terms, finiteness.
+  metrics = dict(train_steps=int(train_metrics.pop("train_steps")),
+                 train_loss=float(train_metrics.pop("train_loss")))
+  finite = bool(train_metrics.pop("train_finite"))
+  metrics.update({k: float(v) for k, v in train_metrics.items()})
+  metrics["train_finite"] = finite
+  metrics.update(
       synthesis_steps_mean=float(np.mean(stats.steps)),
       synthesis_steps_max=int(np.max(stats.steps)),
       synthesis_stopped_early=int(np.sum(stats.stopped)),
@@ -340,6 +662,10 @@ def _round_metrics(train_metrics, stats, max_steps):
       synthesis_logit_end=float(np.mean(stats.last_logit)),
       synthesis_nonfinite=bool(stats.nonfinite),
       synthesis_step_cap=max_steps)
+  if thresholds is not None:
+    metrics.update(synthesis_threshold_min=float(np.min(thresholds)),
+                   synthesis_threshold_max=float(np.max(thresholds)))
+  return metrics
 
 
 def progress_line(round_index, rounds, m, seconds):
@@ -352,18 +678,16 @@ def progress_line(round_index, rounds, m, seconds):
           f"{m['synthesis_logit_end']:+.2f} | {seconds:.1f} s")
 
 
-
-def train_and_evaluate(config, workdir):
-  """Trains IGM (or IGM-single) per `config`, resuming from `workdir`, then
-  writes the final texture at `generate.size` from scratch."""
+def train_texture(trainer_cls, config, workdir):
+  """Trains the texture member `trainer_cls` per `config`, resuming from
+  `workdir`, then writes the final texture at `generate.size` from p0."""
   mesh = parallel.make_mesh()
-  run = TextureIGM(config, mesh)
+  run = trainer_cls(config, mesh)
   source = config.data.image_path or config.data.texture
-  logging.info("IGM%s on %r (%d×%d, %d channel%s), %d rounds, %d devices; "
-               "writing to %s", "-single" if config.igm.single else "",
-               source, *run.image.shape[:2], run.image.shape[2],
-               "" if run.image.shape[2] == 1 else "s", config.rounds,
-               mesh.size, workdir)
+  logging.info("%s on %r (%d×%d, %d channel%s), %d rounds, %d devices; "
+               "writing to %s", run.describe(), source, *run.image.shape[:2],
+               run.image.shape[2], "" if run.image.shape[2] == 1 else "s",
+               config.rounds, mesh.size, workdir)
   state = harness.run_rounds(run, config, workdir)
   gen = config.generate
   if gen.num_images:
@@ -381,3 +705,9 @@ def train_and_evaluate(config, workdir):
                  gen.size, gen.size, jax.tree.leaves(state.cascade)[0].shape[0],
                  steps, time.perf_counter() - began, path)
   return state
+
+
+def train_and_evaluate(config, workdir):
+  """Trains IGM (or IGM-single) per `config`, resuming from `workdir`, then
+  writes the final texture at `generate.size` from scratch."""
+  return train_texture(TextureIGM, config, workdir)
