@@ -79,10 +79,6 @@ def test_icl_round_3_compiles_nothing(icl_compiles):
   assert not icl_compiles[3], icl_compiles[3]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "icl.py init_state builds opt_state with tx.init outside the mesh, so its "
-    "`count` has no mesh sharding in round 1 but a replicated one from round "
-    "2 on: the classification step compiles a second time in round 2."))
 def test_icl_round_2_does_not_recompile_the_classification_step(
     icl_compiles):
   assert not icl_compiles[2]["jit(_train_fn)"], icl_compiles[2]

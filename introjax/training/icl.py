@@ -139,7 +139,9 @@ class IntrospectiveClassifier:
     # Copies: each variant's buffers are donated to its own steps.
     fresh = lambda tree: jax.tree.map(jnp.copy, tree)
     return {name: VariantState(params=fresh(params),
-                               opt_state=self.tx.init(fresh(params)),
+                               opt_state=jax.device_put(
+                                   self.tx.init(fresh(params)),
+                                   self._replicated),
                                pool=fresh(pool))
             for name in self.variants}
 
