@@ -18,6 +18,7 @@ from introjax import config_utils
 from introjax.errors import UserError
 from introjax.training import icl
 from introjax.training import igm
+from introjax.training import winn
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics "
                                "and sample images go.", required=True)
@@ -25,7 +26,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "A config file, optionally with a variant: "
     "configs/igm_texture.py:paper.", lock_config=True)
 
-TRAINERS = {"igm": igm.train_and_evaluate, "icl": icl.train_and_evaluate}
+TRAINERS = {"igm": igm.train_and_evaluate, "icl": icl.train_and_evaluate,
+            "winn": winn.train_and_evaluate}
 
 
 def _maybe_initialize_distributed():

@@ -153,6 +153,7 @@ _INITS = ("gaussian", "upsampling")
 # seed (only z is re-drawn per sample, as in the released WINN code), so
 # training and generation start from one distribution.
 _P0_NETWORK_STREAM = 0x5EED
+_SWD_STREAM = 0x5D0
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
@@ -173,7 +174,8 @@ def _upsampling_canvases(net_key, z_key, num, canvas_shape, patch):
   z = jax.random.uniform(z_key, z_shape, jnp.float32, -1.0, 1.0)
   out = module.apply({"params": params}, z)
   top, left = (out.shape[1] - h) // 2, (out.shape[2] - w) // 2
-  return winn_models.minmax_to_unit(out[:, top:top + h, left:left + w])
+  x = winn_models.minmax_to_unit(out[:, top:top + h, left:left + w])
+  return jnp.clip(x, -1.0, 1.0)  # min-max rounding can overshoot by an ulp
 
 
 # The trainer ---------------------------------------------------------------
@@ -514,10 +516,16 @@ class TextureTrainer:
 
   # Evaluation --------------------------------------------------------------
 
-  def swd(self, negatives, key):
+  def swd(self, negatives, key=None):
     """PGGAN's sliced Wasserstein distance (×10³) between the negatives'
     central S×S crops and as many random S×S crops of the texture, S the
-    largest 16·2^j that fits; {"swd_mean": …, "swd_<res>": …}."""
+    largest 16·2^j that fits; {"swd_mean": …, "swd_<res>": …}.
+
+    The default key is the same every round (the same real crops and
+    projections), so rounds differ only by their negatives.
+    """
+    if key is None:
+      key = jax.random.fold_in(self.base_key, _SWD_STREAM)
     side = min(self.negative_shape[:2])
     size = 16 * 2 ** int(math.log2(side // 16))
     k_crop, k_swd = jax.random.split(key)
@@ -565,6 +573,14 @@ class TextureTrainer:
     k_train, k_syn, k_init = jax.random.split(key, 3)
     critic, opt_state, train_metrics = self._train_critic(
         state.critic, state.opt_state, state.pool, k_train, t)
+    # Checked before synthesis, which a broken critic would only waste.
+    train_metrics = _train_metrics(train_metrics)
+    if not train_metrics.pop("train_finite"):
+      raise NonFiniteError(
+          f"NaN or Inf in the {self.critic_loss.culprit(train_metrics)} in "
+          f"round {t} (train.learning_rate="
+          f"{self.config.train.learning_rate}); {self.critic_loss.fix} and "
+          "resume: the last checkpoint is intact.")
     # A new critic starts from the last samples of the one before (IGM's
     # cascade, WINN §5.1); the first starts from p0 every round, or (IGM)
     # from the negatives drawn before round 1.
@@ -584,14 +600,8 @@ class TextureTrainer:
     else:  # the critic still in training replaces its earlier copy
       cascade = jax.tree.map(lambda c, p: jnp.concatenate([c[:-1], p]),
                              state.cascade, new_critic)
-    metrics = _round_metrics(train_metrics, stats, self.settings.max_steps,
-                             thresholds)
-    if not metrics.pop("train_finite"):
-      raise NonFiniteError(
-          f"NaN or Inf in the {self.critic_loss.culprit(metrics)} in round "
-          f"{t} (train.learning_rate={self.config.train.learning_rate}); "
-          f"{self.critic_loss.fix} and resume: the last checkpoint is "
-          "intact.")
+    metrics = {**train_metrics, **_synthesis_metrics(
+        stats, self.settings.max_steps, thresholds)}
     if metrics.pop("synthesis_nonfinite"):
       raise NonFiniteError(
           f"NaN or Inf in the logits or input gradients during synthesis in "
@@ -599,7 +609,7 @@ class TextureTrainer:
           f"{self.settings.learning_rate}) and resume: the last checkpoint is "
           "intact.")
     if self.config.log.get("swd"):
-      metrics.update(self.swd(negatives, jax.random.fold_in(key, 2)))
+      metrics.update(self.swd(negatives))
     pool = self._add(state.pool, negatives, t)
     return TextureState(critic=critic, opt_state=opt_state, cascade=cascade,
                         pool=pool, negatives=negatives,
@@ -643,17 +653,22 @@ def _crop_center(canvases, pad):
   return canvases[:, pad:h - pad, pad:w - pad]
 
 
-def _round_metrics(train_metrics, stats, max_steps, thresholds=None):
-  """One host transfer per round: the numbers printed and logged."""
-  train_metrics, stats, thresholds = jax.device_get(
-      (train_metrics, stats, thresholds))
-  # Logged in this order: steps, loss, the loss's own terms, finiteness.
+def _train_metrics(train_metrics):
+  """The classification step's numbers as host values, in the logged
+  order: steps, loss, the loss's own terms, finiteness."""
+  train_metrics = dict(jax.device_get(train_metrics))
   metrics = dict(train_steps=int(train_metrics.pop("train_steps")),
                  train_loss=float(train_metrics.pop("train_loss")))
   finite = bool(train_metrics.pop("train_finite"))
   metrics.update({k: float(v) for k, v in train_metrics.items()})
   metrics["train_finite"] = finite
-  metrics.update(
+  return metrics
+
+
+def _synthesis_metrics(stats, max_steps, thresholds=None):
+  """The synthesis step's numbers as host values (one transfer)."""
+  stats, thresholds = jax.device_get((stats, thresholds))
+  metrics = dict(
       synthesis_steps_mean=float(np.mean(stats.steps)),
       synthesis_steps_max=int(np.max(stats.steps)),
       synthesis_stopped_early=int(np.sum(stats.stopped)),
