@@ -318,7 +318,10 @@ class TextureTrainer:
     else:
       noise = self.sec.init_std * jax.random.normal(key, (num, *shape))
       x = jnp.clip(noise, -1.0, 1.0)
-    return jax.device_put(x, self._batch)
+    # A batch that does not split over the devices (one final texture on
+    # 8 devices) is replicated instead.
+    split = num % self.mesh.size == 0
+    return jax.device_put(x, self._batch if split else self._replicated)
 
   def init_state(self):
     """The state before round 1: a fresh critic and a pool holding p0's
