@@ -4,8 +4,10 @@
 
 Variants, chosen after a colon:
   (none)   the laptop default: a 128×128 brick texture, 32×32 patches, a
-           half-width App. C critic, 32 negatives per round; about 12
-           minutes on a 2-core CPU.
+           half-width App. C critic with three stages, 32 negatives per
+           round, 20 rounds, a 256×256 final texture; 10.5 minutes on a
+           shared 2-core CPU (SWD to real patches 164 → 59; real patches
+           against each other: 40–49).
   paper    §5.1–5.2 as published: 256×256 source, 64×64 patches, the full
            App. C critic, batches of 50 positives + 50 negatives, k = 3
            passes over 10,000 images per round, 100 rounds, 1000 negatives
