@@ -21,18 +21,14 @@ def float64():
   jax.config.update("jax_enable_x64", False)
 
 
-# 3 input channels take the matrix-product input gradient; 32 channels on
-# maps larger than the kernel take the per-phase convolutions.
-@pytest.mark.parametrize("size, k, stride, padding, cin", [
-    (8, 5, 2, "SAME", 3), (7, 5, 2, "SAME", 3), (4, 5, 2, "SAME", 3),
-    (9, 3, 2, "SAME", 3), (6, 3, 1, "SAME", 3), (8, 5, 2, "VALID", 3),
-    (9, 3, 2, "VALID", 3), (5, 3, 1, "VALID", 3), (2, 5, 2, "SAME", 3),
-    (12, 5, 2, "SAME", 32), (11, 5, 2, "SAME", 32), (9, 3, 1, "SAME", 32),
-    (13, 3, 2, "VALID", 32), (16, 1, 2, "SAME", 32)])
-def test_conv2d_matches_xla(size, k, stride, padding, cin):
+@pytest.mark.parametrize("size, k, stride, padding", [
+    (8, 5, 2, "SAME"), (7, 5, 2, "SAME"), (4, 5, 2, "SAME"), (9, 3, 2, "SAME"),
+    (6, 3, 1, "SAME"), (8, 5, 2, "VALID"), (9, 3, 2, "VALID"),
+    (5, 3, 1, "VALID"), (2, 5, 2, "SAME")])
+def test_conv2d_matches_xla(size, k, stride, padding):
   kx, kw, kd = jax.random.split(jax.random.PRNGKey(size * 31 + k), 3)
-  x = jax.random.normal(kx, (2, size, size + 1, cin), jnp.float64)
-  w = jax.random.normal(kw, (k, k, cin, 4), jnp.float64)
+  x = jax.random.normal(kx, (2, size, size + 1, 3), jnp.float64)
+  w = jax.random.normal(kw, (k, k, 3, 4), jnp.float64)
   ours = lambda x, w: conv2d(x, w, stride, padding)
   ref = lambda x, w: reference(x, w, stride, padding)
   np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-12, atol=1e-12)

@@ -6,15 +6,9 @@ the input gradient of an 8×8×256 → 4×4×512 layer takes 3.4 s against 43 ms
 for its forward pass, and the forward pass on a 4×4 map takes 286 ms against
 4 ms as a matrix product. So on CPU `conv2d` has a custom VJP:
 
-  * input gradient: for layers with many input channels on maps larger
-    than the kernel, as s² stride-1 convolutions of dy, one per output phase
-    (the polyphase form of the transposed convolution: no dilated input, no
-    wasted taps); otherwise as a matrix product (dy · Wᵀ gives each output
+  * input gradient: always as a matrix product (dy · Wᵀ gives each output
     position's patch gradient) scattered back onto the image ("col2im", the
-    transpose of patch extraction, i.e. strided pads and adds). On the 64×64
-    critic the phase form took 108 vs 265 ms CPU time (32²×64 → 16²×128) and
-    113 vs 195 ms (16²×128 → 8²×256); on 3 input channels or 4×4 maps the
-    matrix product won;
+    transpose of patch extraction, i.e. strided pads and adds);
   * forward: XLA's convolution, except on maps no larger than the kernel,
     where the patch matrix product is used;
   * kernel gradient: patchesᵀ · dy as one matrix product. XLA's own
@@ -77,56 +71,6 @@ def _cpu_forward(x, kernel, stride, padding):
   return _xla_conv(x, kernel, stride, padding)
 
 
-def _phase_input_grad(dy, kernel, in_hw, stride, padding):
-  """∂x of the convolution as stride-1 convolutions of dy, one per phase
-  (a, b) of the input grid: input pixel (s·q + a) receives dy[q + c − m] ·
-  W[k0 + s·m]ᵀ over the taps k0 + s·m of its parity, a correlation of dy
-  with the flipped sub-kernel (negative padding crops)."""
-  k, _, cin, _ = kernel.shape
-  s = stride
-  axes = []
-  for axis, size in enumerate(in_hw):
-    low, _ = _axis_padding(size, k, s, padding)
-    out = dy.shape[1 + axis]
-    phases = []
-    for a in range(s):
-      n = -(-(size - a) // s)             # input positions of this phase
-      k0 = (a + low) % s                  # the first tap of its parity
-      m = -(-(k - k0) // s) if k0 < k else 0
-      c = (a + low - k0) // s
-      pad_low = m - 1 - c
-      taps = [k0 + s * (m - 1 - j) for j in range(m)]
-      phases.append((n, taps, pad_low, n + m - 1 - out - pad_low))
-    axes.append(phases)
-  grid = []
-  for rows, row_taps, top, bottom in axes[0]:
-    line = []
-    for cols, col_taps, left, right in axes[1]:
-      if not row_taps or not col_taps:
-        line.append(jnp.zeros((dy.shape[0], rows, cols, cin), dy.dtype))
-        continue
-      sub = kernel[jnp.array(row_taps)][:, jnp.array(col_taps)]
-      padded = lax.pad(dy, jnp.zeros((), dy.dtype),
-                       ((0, 0, 0), (top, bottom, 0), (left, right, 0),
-                        (0, 0, 0)))
-      line.append(_xla_conv(padded, sub.swapaxes(-1, -2), 1, "VALID"))
-    grid.append(line)
-  h, w = in_hw
-  if h % s == 0 and w % s == 0:   # interleave the phases by a reshape
-    phases = jnp.stack([jnp.stack(line) for line in grid])
-    return phases.transpose(2, 3, 0, 4, 1, 5).reshape(dy.shape[0], h, w, cin)
-  dx = jnp.zeros((dy.shape[0], h, w, cin), dy.dtype)
-  for a in range(s):
-    for b in range(s):
-      dx = dx.at[:, a::s, b::s, :].set(grid[a][b])
-  return dx
-
-
-def _use_phase_input_grad(dy_shape, kernel_shape):
-  k, _, cin, _ = kernel_shape
-  return cin >= 32 and dy_shape[1] * dy_shape[2] > k * k
-
-
 def _cpu_conv(x, kernel, stride, padding):
 
   @jax.custom_vjp
@@ -139,16 +83,12 @@ def _cpu_conv(x, kernel, stride, padding):
   def bwd(residual, dy):
     x, kernel = residual
     k, _, cin, cout = kernel.shape
-    if _use_phase_input_grad(dy.shape, kernel.shape):
-      dx = _phase_input_grad(dy, kernel, x.shape[1:3], stride, padding)
-    else:
-      dpatches = jnp.dot(dy.reshape(-1, cout), kernel.reshape(-1, cout).T)
-      dpatches = dpatches.reshape(dy.shape[:3] + (k * k * cin,))
-      _, col2im = jax.vjp(lambda x: _patches(x, k, stride, padding), x)
-      dx = col2im(dpatches)[0]
+    dpatches = jnp.dot(dy.reshape(-1, cout), kernel.reshape(-1, cout).T)
+    dpatches = dpatches.reshape(dy.shape[:3] + (k * k * cin,))
+    _, col2im = jax.vjp(lambda x: _patches(x, k, stride, padding), x)
     patches = _patches(x, k, stride, padding).reshape(-1, k * k * cin)
     dkernel = jnp.dot(patches.T, dy.reshape(-1, cout)).reshape(kernel.shape)
-    return dx, dkernel
+    return col2im(dpatches)[0], dkernel
 
   conv.defvjp(fwd, bwd)
   return conv(x, kernel)
