@@ -29,6 +29,10 @@ from introjax.errors import UserError
 from introjax.eval.images import save_grid
 from introjax.training import harness
 from introjax.training.igm import TextureIGM
+from introjax.training.winn import TextureWINN
+
+# The texture trainers whose saved cascades this entry point can sample.
+TEXTURE_MODELS = {"igm": TextureIGM, "winn": TextureWINN}
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.",
                                required=True)
@@ -50,7 +54,7 @@ _OUT = flags.DEFINE_string("out", None, "PNG path to write.")
 
 
 def load_model(workdir, round_index=None):
-  """(TextureIGM, cascade, round) from the checkpoints in `workdir`."""
+  """(texture model, cascade, round) from the checkpoints in `workdir`."""
   checkpoints = ckpt_lib.Checkpointer(workdir)
   try:
     latest = checkpoints.latest_round()
@@ -65,7 +69,11 @@ def load_model(workdir, round_index=None):
           f"it holds rounds {checkpoints.all_rounds()}.")
     meta = checkpoints.restore_meta(round_index)
     config = ml_collections.ConfigDict(meta["config"])
-    model = TextureIGM(config, parallel.make_mesh())
+    if config.trainer not in TEXTURE_MODELS:
+      raise UserError(
+          f"{workdir} holds a {config.trainer!r} model; introjax.sample draws"
+          f" textures from {' or '.join(TEXTURE_MODELS)} workdirs only.")
+    model = TEXTURE_MODELS[config.trainer](config, parallel.make_mesh())
     items = checkpoints.restore(
         round_index, model.restore_targets(meta, only_critics=True))
   finally:

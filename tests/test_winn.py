@@ -6,6 +6,8 @@ Most tests share one trainer, so XLA compiles its steps once.
 """
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +15,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from conftest import load_config
+from conftest import REPO, load_config, subprocess_env
 from introjax import checkpoint as ckpt_lib
 from introjax import parallel
 from introjax.errors import NonFiniteError
@@ -194,3 +196,14 @@ def test_nan_gradient_penalty_stops_and_keeps_checkpoint(
   restored, last = restore_all(model, workdir)
   assert last == 1
   assert_trees_equal(restored, saved)
+
+
+def test_sample_command_draws_from_a_winn_workdir(runs, tmp_path):
+  out = str(tmp_path / "winn.png")
+  result = subprocess.run(
+      [sys.executable, "-m", "introjax.sample", f"--workdir={runs['full']}",
+       "--size=40", "--num_images=1", f"--out={out}"],
+      cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert Image.open(out).size == (40, 40)
