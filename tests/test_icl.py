@@ -217,3 +217,21 @@ def test_eight_devices_match_one_device():
       env=subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
   assert result.returncode == 0, result.stdout + result.stderr[-3000:]
   assert "ICL rounds match" in result.stdout
+
+
+def test_cifar10_resnet32_with_augmentation_through_mock_tfds(tmp_path):
+  """The CIFAR-10 config's real path: TFDS + grain, ResNet-32 with
+  LayerNorm, on-device pad-crop-flip, synthesis and the FGSM table."""
+  import tensorflow_datasets as tfds
+  config = load_config("icl_cifar10.py")
+  config.rounds, config.icl.pool_rounds = 2, 2
+  config.icl.variants = ("baseline", "icl")
+  config.icl.negatives_per_class = 2
+  config.train.epochs_per_round = 1.0
+  config.synthesis.max_steps = 3
+  config.data.augment = True
+  with tfds.testing.mock_data(num_examples=40):
+    _, results = icl.train_and_evaluate(config, str(tmp_path))
+  assert results["dataset"] == "tfds:cifar10"
+  assert set(results["test_error"]) == {"baseline", "icl"}
+  assert (tmp_path / "samples" / "icl_round_002.png").exists()
