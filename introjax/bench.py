@@ -66,6 +66,28 @@ def _median_time(fn, repeats):
   return statistics.median(times)
 
 
+def _torch_ascent(logits_fn, x0, steps, learning_rate):
+  """The papers' synthesis loop in PyTorch eager: per-step autograd, Adam on
+  the pixels, the early-stop check on the host every step."""
+  import torch
+  x = x0.clone()
+  m, v = torch.zeros_like(x), torch.zeros_like(x)
+  running = torch.ones(x.shape[0], dtype=torch.bool)
+  for t in range(1, steps + 1):
+    x.requires_grad_(True)
+    grad, = torch.autograd.grad(logits_fn(x).sum(), x)
+    x = x.detach()
+    if not bool(running.any()):  # the host-side early-stop check
+      break
+    m = B1 * m + (1 - B1) * grad
+    v = B2 * v + (1 - B2) * grad * grad
+    update = learning_rate * (m / (1 - B1 ** t)) / (
+        torch.sqrt(v / (1 - B2 ** t)) + EPS)
+    x = torch.where(running[:, None, None, None],
+                    torch.clamp(x + update, -1, 1), x)
+  return x
+
+
 def bench_jax(batch, patch, channels, features, steps, repeats):
   import jax
   from introjax.models.critics import DCGANCritic, init_critic
@@ -114,23 +136,8 @@ def bench_torch(batch, patch, channels, features, steps, repeats):
   gen = torch.Generator().manual_seed(1)
   x0 = 0.3 * torch.randn(batch, channels, patch, patch, generator=gen)
 
-  def run():
-    x = x0.clone()
-    m, v = torch.zeros_like(x), torch.zeros_like(x)
-    running = torch.ones(batch, dtype=torch.bool)
-    for t in range(1, steps + 1):
-      x.requires_grad_(True)
-      logits = net(x)[:, 0]
-      grad, = torch.autograd.grad(logits.sum(), x)
-      x = x.detach()
-      if not bool(running.any()):  # the host-side early-stop check
-        break
-      m = B1 * m + (1 - B1) * grad
-      v = B2 * v + (1 - B2) * grad * grad
-      update = LEARNING_RATE * (m / (1 - B1 ** t)) / (
-          torch.sqrt(v / (1 - B2 ** t)) + EPS)
-      x = torch.where(running[:, None, None, None],
-                      torch.clamp(x + update, -1, 1), x)
+  run = lambda: _torch_ascent(lambda x: net(x)[:, 0], x0, steps,
+                             LEARNING_RATE)
 
   seconds = _median_time(run, repeats)
   return {"backend": "torch-eager", "device": "cpu", "seconds": seconds,
@@ -255,23 +262,7 @@ def bench_torch_class_synthesis(batch, patch, channels, features, steps,
                         for k in range(classes)])
     return nets[0](x).gather(1, own[:, None])[:, 0]
 
-  def run():
-    x = x0.clone()
-    m, v = torch.zeros_like(x), torch.zeros_like(x)
-    running = torch.ones(batch, dtype=torch.bool)
-    for t in range(1, steps + 1):
-      x.requires_grad_(True)
-      grad, = torch.autograd.grad(own_logits(x).sum(), x)
-      x = x.detach()
-      if not bool(running.any()):  # the host-side early-stop check
-        break
-      m = B1 * m + (1 - B1) * grad
-      v = B2 * v + (1 - B2) * grad * grad
-      update = 0.01 * (m / (1 - B1 ** t)) / (torch.sqrt(v / (1 - B2 ** t))
-                                             + EPS)
-      x = torch.where(running[:, None, None, None],
-                      torch.clamp(x + update, -1, 1), x)
-
+  run = lambda: _torch_ascent(own_logits, x0, steps, 0.01)
   return {"backend": "torch-eager", "device": "cpu",
           "seconds": _median_time(run, repeats), "compile_seconds": 0.0}
 
