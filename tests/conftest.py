@@ -1,8 +1,11 @@
 import os
 import pathlib
 
+import jax
+import numpy as np
 import pytest
 
+from introjax import checkpoint as ckpt_lib
 from introjax import config_utils
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -25,3 +28,20 @@ def subprocess_env(**extra):
       [str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
   env.update(extra)
   return env
+
+
+def restore_latest(model, workdir):
+  """Every array of `workdir`'s latest checkpoint (restored with `model`'s
+  targets), as numpy, and its round."""
+  checkpoints = ckpt_lib.Checkpointer(workdir)
+  try:
+    latest = checkpoints.latest_round()
+    meta = checkpoints.restore_meta(latest)
+    items = checkpoints.restore(latest, model.restore_targets(meta))
+  finally:
+    checkpoints.close()
+  return jax.device_get(items), latest
+
+
+def assert_trees_equal(a, b):
+  jax.tree.map(np.testing.assert_array_equal, a, b)

@@ -11,32 +11,19 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from conftest import REPO, load_config, subprocess_env
-from introjax import checkpoint as ckpt_lib
+from conftest import (REPO, assert_trees_equal, load_config, restore_latest,
+                      subprocess_env)
 from introjax import parallel
 from introjax.data.images import texture_canvas
 from introjax.errors import (ConfigMismatchError, ImageError, NonFiniteError,
                              WorkdirError)
 from introjax.sampling import anysize
-from introjax.training import harness
 from introjax.training.igm import TextureIGM, train_and_evaluate
 
 
 def restore_all(workdir, config):
   """Every array of the latest checkpoint, as numpy, and its round."""
-  model = TextureIGM(config, parallel.make_mesh())
-  checkpoints = ckpt_lib.Checkpointer(workdir)
-  try:
-    latest = checkpoints.latest_round()
-    meta = checkpoints.restore_meta(latest)
-    items = checkpoints.restore(latest, model.restore_targets(meta))
-  finally:
-    checkpoints.close()
-  return jax.device_get(items), latest
-
-
-def assert_trees_equal(a, b):
-  jax.tree.map(np.testing.assert_array_equal, a, b)
+  return restore_latest(TextureIGM(config, parallel.make_mesh()), workdir)
 
 
 @pytest.fixture(scope="module")

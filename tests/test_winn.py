@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from conftest import REPO, load_config, subprocess_env
-from introjax import checkpoint as ckpt_lib
+from conftest import (REPO, assert_trees_equal, load_config, restore_latest,
+                      subprocess_env)
 from introjax import parallel
 from introjax.errors import NonFiniteError
 from introjax.models import winn as winn_models
@@ -24,22 +24,6 @@ from introjax.objectives import wasserstein
 from introjax.sampling import anysize
 from introjax.training import igm
 from introjax.training.winn import TextureWINN, train_and_evaluate
-
-
-def restore_all(model, workdir):
-  """Every array of the latest checkpoint, as numpy, and its round."""
-  checkpoints = ckpt_lib.Checkpointer(workdir)
-  try:
-    latest = checkpoints.latest_round()
-    meta = checkpoints.restore_meta(latest)
-    items = checkpoints.restore(latest, model.restore_targets(meta))
-  finally:
-    checkpoints.close()
-  return jax.device_get(items), latest
-
-
-def assert_trees_equal(a, b):
-  jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
 def train(model, workdir, config=None):
@@ -73,7 +57,7 @@ def runs(model, tmp_path_factory):
       train(model, killed)
   finally:
     del model.run_round
-  round_1, last = restore_all(model, killed)
+  round_1, last = restore_latest(model, killed)
   assert last == 1
   return dict(full=full, state=state, killed=killed, round_1=round_1)
 
@@ -115,8 +99,8 @@ def test_tiny_run_learns_and_writes_its_outputs(model, runs):
 
 def test_resumed_run_equals_uninterrupted_run(model, runs):
   train(model, runs["killed"])
-  resumed, last = restore_all(model, runs["killed"])
-  expected, _ = restore_all(model, runs["full"])
+  resumed, last = restore_latest(model, runs["killed"])
+  expected, _ = restore_latest(model, runs["full"])
   assert last == 3
   assert_trees_equal(resumed, expected)
 
@@ -167,7 +151,7 @@ def test_cascade_of_two_critics(tmp_path):
     train(model, killed)
   del model.run_round
   train(model, killed)
-  assert_trees_equal(restore_all(model, killed), restore_all(model, full))
+  assert_trees_equal(restore_latest(model, killed), restore_latest(model, full))
   # Generation climbs p0 through both critics in order.
   textures, stats = model.generate(state.cascade, 2, 24,
                                    jax.random.PRNGKey(1))
@@ -183,7 +167,7 @@ def test_nan_gradient_penalty_stops_and_keeps_checkpoint(
   config.generate.num_images = 0
   config.rounds = 1
   train(model, workdir, config)
-  saved, _ = restore_all(model, workdir)
+  saved, _ = restore_latest(model, workdir)
   monkeypatch.setattr(wasserstein, "gradient_penalty",
                       lambda *args: jnp.float32(jnp.nan))
   config.rounds = 2
@@ -193,7 +177,7 @@ def test_nan_gradient_penalty_stops_and_keeps_checkpoint(
   assert message.startswith("NaN or Inf in the gradient penalty in round 2")
   assert message.endswith("the last checkpoint is intact.")
   assert message.count(". ") == 0 and "\n" not in message
-  restored, last = restore_all(model, workdir)
+  restored, last = restore_latest(model, workdir)
   assert last == 1
   assert_trees_equal(restored, saved)
 
