@@ -86,7 +86,7 @@ def main(argv):
   model, cascade, round_index = load_model(_WORKDIR.value, _ROUND.value)
   config = model.config
   key = jax.random.PRNGKey(_SEED.value)
-  num_critics = jax.tree.leaves(cascade)[0].shape[0]
+  num_critics = int(cascade.count)
   if _CONTENT.value:
     content = image_data.load_image(_CONTENT.value, size=_CONTENT_SIZE.value,
                                     channels=model.canvas_shape[2])

@@ -27,15 +27,10 @@ def close(a, b, what, atol):
 
 def moved_to(model, state):
   """`state` placed with `model`'s shardings (on its mesh)."""
-  num = jax.tree.leaves(state.cascade)[0].shape[0] if state.cascade else 0
-  targets = model.restore_targets({"num_critics": max(num, 1)})
-  items = model.checkpoint_items(state)
-  if state.cascade is None:
-    items["critics"] = jax.tree.map(lambda p: p[None], state.critic)
+  targets = model.restore_targets(model.checkpoint_meta(state))
   placed = jax.tree.map(lambda x, t: jax.device_put(np.asarray(x), t.sharding),
-                        items, targets)
-  moved = model.from_items(placed)
-  return moved if state.cascade is not None else moved.replace(cascade=None)
+                        model.checkpoint_items(state), targets)
+  return model.from_items(placed)
 
 
 def main():

@@ -84,10 +84,6 @@ def test_icl_round_2_does_not_recompile_the_classification_step(
   assert not icl_compiles[2]["jit(_train_fn)"], icl_compiles[2]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "igm.py run_round grows the cascade with an eager jnp.concatenate, one "
-    "critic more every round: a new shape, so a new compilation per "
-    "parameter leaf every round."))
 def test_igm_round_3_compiles_nothing(igm_compiles):
   assert igm_compiles[1]["jit(_train_critic_fn)"] >= 1
   assert igm_compiles[1]["jit(_synthesize_fn)"] >= 1
@@ -95,8 +91,9 @@ def test_igm_round_3_compiles_nothing(igm_compiles):
 
 
 def test_igm_steps_compile_once(igm_compiles):
-  """The compiled round itself (classification, synthesis, pool update)
-  compiles in round 1 only, whatever the cascade does."""
-  steps = ("jit(_train_critic_fn)", "jit(_synthesize_fn)", "jit(pool_add)")
+  """The compiled round itself (classification, synthesis, pool and cascade
+  updates) compiles in round 1 only."""
+  steps = ("jit(_train_critic_fn)", "jit(_synthesize_fn)", "jit(pool_add)",
+           "jit(put)")
   for t in (2, 3):
     assert not any(igm_compiles[t][s] for s in steps), igm_compiles[t]

@@ -42,9 +42,10 @@ import optax
 from introjax import parallel
 from introjax.data import images as image_data
 from introjax.data import pool as pool_lib
-from introjax.errors import ConfigError, NonFiniteError
+from introjax.errors import ConfigError, ConfigMismatchError, NonFiniteError
 from introjax.eval.images import center_crop, save_grid
 from introjax.eval.swd import sliced_wasserstein
+from introjax.models import cascade as cascade_lib
 from introjax.models import critics
 from introjax.models import winn as winn_models
 from introjax.objectives import losses
@@ -68,7 +69,7 @@ STRUCTURAL_KEYS = (
 class TextureState:
   critic: Any                 # parameters of the critic being trained
   opt_state: Any
-  cascade: Any                # the critics of the cascade, stacked (K, ...)
+  cascade: cascade_lib.Cascade  # the critics kept, in a fixed-size stack
   pool: pool_lib.NegativePool
   negatives: jax.Array        # the latest round's pseudo-negatives
   # The current cascade's starting negatives (the previous cascade's last
@@ -224,6 +225,7 @@ class TextureTrainer:
     self._train_critic = jax.jit(self._train_critic_fn, donate_argnums=(0, 1))
     self._synthesize = jax.jit(self._synthesize_fn)
     self._add = jax.jit(pool_lib.pool_add, donate_argnums=0)
+    self._put_critic = jax.jit(cascade_lib.put, donate_argnums=0)
     self._generate = jax.jit(self._generate_fn, static_argnums=(2,))
 
   def _check(self, mesh):
@@ -302,6 +304,12 @@ class TextureTrainer:
     return 0 if rpc is None else (t - 1) // rpc
 
   @property
+  def cascade_capacity(self):
+    """Critics the run trains: the size of the cascade's stack."""
+    rpc = self.rounds_per_critic()
+    return 1 if rpc is None else -(-self.config.rounds // rpc)
+
+  @property
   def keeps_seeds(self):
     rpc = self.rounds_per_critic()
     return rpc is not None and rpc > 1
@@ -324,8 +332,8 @@ class TextureTrainer:
     return jax.device_put(x, self._batch if split else self._replicated)
 
   def init_state(self):
-    """The state before round 1: a fresh critic and a pool holding p0's
-    samples (tagged round 0)."""
+    """The state before round 1: a fresh critic, an empty cascade and a
+    pool holding p0's samples (tagged round 0)."""
     sec = self.sec
     k_critic, k_neg = jax.random.split(jax.random.fold_in(self.base_key, 0))
     params = critics.init_critic(self.critic, k_critic,
@@ -338,7 +346,10 @@ class TextureTrainer:
     pool = self._add(pool, negatives, 0)
     # Placed like the step's outputs, so round 2 does not compile again.
     opt_state = jax.device_put(self.tx.init(params), self._replicated)
-    return TextureState(critic=params, opt_state=opt_state, cascade=None,
+    cascade = jax.device_put(
+        cascade_lib.empty_cascade(params, self.cascade_capacity),
+        self._replicated)
+    return TextureState(critic=params, opt_state=opt_state, cascade=cascade,
                         pool=pool, negatives=negatives,
                         seeds=negatives if self.keeps_seeds else None)
 
@@ -346,9 +357,10 @@ class TextureTrainer:
     return pool_lib.NegativePool(images=self._batch, rounds=self._batch,
                                  cursor=self._replicated)
 
-  def _abstract(self, num_critics):
-    """Shapes, dtypes and shardings of the checkpoint items of a state with
-    `num_critics` critics: the targets a checkpoint is restored into."""
+  def _abstract(self, capacity):
+    """Shapes, dtypes and shardings of the checkpoint items of a state whose
+    cascade holds `capacity` critics: the targets a checkpoint is restored
+    into."""
     shape = jax.eval_shape(self.init_state)
 
     def placed(tree, sharding, stacked=0):
@@ -367,8 +379,10 @@ class TextureTrainer:
         "negatives": placed(shape.negatives, batch)}
     if self.keeps_seeds:
       state["seeds"] = placed(shape.seeds, batch)
-    return {"critics": placed(shape.critic, rep, stacked=num_critics),
-            "state": state}
+    cascade = cascade_lib.Cascade(
+        critics=placed(shape.critic, rep, stacked=capacity),
+        count=placed(shape.cascade.count, rep))
+    return {"critics": cascade, "state": state}
 
   # Classification step ----------------------------------------------------
 
@@ -474,14 +488,16 @@ class TextureTrainer:
     return x, stats, _thresholds(rule)
 
   def _generate_fn(self, cascade, x0, stylize: Optional[tuple], key):
-    """Runs x0 up each critic of `cascade` in order (IGM's generation, WINN
-    eq. 8); with `stylize=(alpha, steps)` x0 is the content image and each
-    stage runs a fixed number of steps of IGM §4.2's style objective."""
-    num = jax.tree.leaves(cascade)[0].shape[0]
-    keys = jax.random.split(key, num)
+    """Runs x0 up each trained critic of `cascade` in order (IGM's
+    generation, WINN eq. 8); with `stylize=(alpha, steps)` x0 is the content
+    image and each stage runs a fixed number of steps of IGM §4.2's style
+    objective. The stack's unused entries are skipped (zero stats), so one
+    program serves every cascade length."""
+    # Stage keys depend on the stage alone, not on the stack's size.
+    stages = jnp.arange(cascade.capacity)
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(stages)
 
-    def stage(x, inputs):
-      params, key = inputs
+    def climb(x, params, key):
       hw = x.shape[1:3]
       score_and_grad = self._ascent(params, hw)
       settings = self.settings
@@ -492,14 +508,24 @@ class TextureTrainer:
       else:
         rule = self._stop_rule(params, jax.random.fold_in(key, 1), x.shape[0],
                                self._patches_for(hw))
-      x, stats = ascend(score_and_grad, x, key, rule, settings)
-      return x, stats
+      return ascend(score_and_grad, x, key, rule, settings)
 
-    return jax.lax.scan(stage, x0, (cascade, keys))
+    def stage(x, inputs):
+      params, key, index = inputs
+      run = lambda x: climb(x, params, key)
+      skipped = jax.eval_shape(run, x)[1]
+
+      def skip(x):
+        return x, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), skipped)
+
+      return jax.lax.cond(index < cascade.count, run, skip, x)
+
+    return jax.lax.scan(stage, x0, (cascade.critics, keys, stages))
 
   def generate(self, cascade, num, size, key):
     """`num` new textures of size×size from p0 through the cascade;
-    returns (images (num, size, size, C), per-stage AscentStats)."""
+    returns (images (num, size, size, C), AscentStats per stage of the
+    stack; zeros for its unused entries)."""
     pad = self.config.data.pad
     canvas = (size + 2 * pad, size + 2 * pad, self.canvas_shape[2])
     k_init, k_ascent = jax.random.split(key)
@@ -544,7 +570,7 @@ class TextureTrainer:
   # Harness hooks -------------------------------------------------------------
 
   def checkpoint_meta(self, state):
-    return {"num_critics": jax.tree.leaves(state.cascade)[0].shape[0]}
+    return {"cascade_capacity": state.cascade.capacity}
 
   def checkpoint_items(self, state):
     """The cascade apart from the rest, so sampling restores only it."""
@@ -555,11 +581,16 @@ class TextureTrainer:
     return {"critics": state.cascade, "state": items}
 
   def restore_targets(self, meta, only_critics=False):
-    targets = self._abstract(meta["num_critics"])
+    if "cascade_capacity" not in meta:
+      raise ConfigMismatchError(
+          "This checkpoint was written by an earlier introjax, which stored "
+          "the cascade in another layout; train again in a new --workdir.")
+    targets = self._abstract(meta["cascade_capacity"])
     return {"critics": targets["critics"]} if only_critics else targets
 
   def from_items(self, items):
-    return TextureState(cascade=items["critics"], **items["state"])
+    cascade = cascade_lib.grown(items["critics"], self.cascade_capacity)
+    return TextureState(cascade=cascade, **items["state"])
 
   def write_samples(self, state, round_index, folder):
     shown = state.negatives[:self.config.log.num_samples]
@@ -594,15 +625,9 @@ class TextureTrainer:
     else:
       start = seeds
     negatives, stats, thresholds = self._synthesize(critic, start, k_syn)
-    new_critic = jax.tree.map(lambda p: p[None], critic)
-    if state.cascade is None or self.rounds_per_critic() is None:
-      cascade = new_critic
-    elif self.starts_critic(t):
-      cascade = jax.tree.map(lambda c, p: jnp.concatenate([c, p]),
-                             state.cascade, new_critic)
-    else:  # the critic still in training replaces its earlier copy
-      cascade = jax.tree.map(lambda c, p: jnp.concatenate([c[:-1], p]),
-                             state.cascade, new_critic)
+    # A new entry, or the critic still in training replaces its last copy.
+    cascade = self._put_critic(state.cascade, critic,
+                               jnp.int32(self.critic_index(t)))
     metrics = {**train_metrics, **_synthesis_metrics(
         stats, self.settings.max_steps, thresholds)}
     if metrics.pop("synthesis_nonfinite"):
@@ -720,7 +745,7 @@ def train_texture(trainer_cls, config, workdir):
     steps = int(jax.device_get(stats.steps).sum(axis=0).mean())
     logging.info("Synthesized %d texture(s) of %d×%d through %d critic(s) "
                  "(%d ascent steps each, %.1f s): %s", gen.num_images,
-                 gen.size, gen.size, jax.tree.leaves(state.cascade)[0].shape[0],
+                 gen.size, gen.size, int(state.cascade.count),
                  steps, time.perf_counter() - began, path)
   return state
 
