@@ -19,20 +19,12 @@ import os
 from absl import flags
 from absl import logging
 import jax
-import ml_collections
 
-from introjax import checkpoint as ckpt_lib
 from introjax import cli
-from introjax import parallel
 from introjax.data import images as image_data
-from introjax.errors import UserError
 from introjax.eval.images import save_grid
+from introjax.saved import load_model
 from introjax.training import harness
-from introjax.training.igm import TextureIGM
-from introjax.training.winn import TextureWINN
-
-# The texture trainers whose saved cascades this entry point can sample.
-TEXTURE_MODELS = {"igm": TextureIGM, "winn": TextureWINN}
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.",
                                required=True)
@@ -51,34 +43,6 @@ _STEPS = flags.DEFINE_integer("style_steps", None, "Style transfer: ascent "
 _CONTENT_SIZE = flags.DEFINE_integer("content_size", 256, "Style transfer: the "
                                      "content image's shorter side.")
 _OUT = flags.DEFINE_string("out", None, "PNG path to write.")
-
-
-def load_model(workdir, round_index=None):
-  """(texture model, cascade, round) from the checkpoints in `workdir`."""
-  checkpoints = ckpt_lib.Checkpointer(workdir)
-  try:
-    latest = checkpoints.latest_round()
-    if latest is None:
-      raise UserError(f"No checkpoint in {checkpoints.directory}; train first"
-                      " with python -m introjax.main --workdir="
-                      f"{workdir} --config=...")
-    round_index = latest if round_index is None else round_index
-    if round_index not in checkpoints.all_rounds():
-      raise UserError(
-          f"No checkpoint of round {round_index} in {checkpoints.directory}; "
-          f"it holds rounds {checkpoints.all_rounds()}.")
-    meta = checkpoints.restore_meta(round_index)
-    config = ml_collections.ConfigDict(meta["config"])
-    if config.trainer not in TEXTURE_MODELS:
-      raise UserError(
-          f"{workdir} holds a {config.trainer!r} model; introjax.sample draws"
-          f" textures from {' or '.join(TEXTURE_MODELS)} workdirs only.")
-    model = TEXTURE_MODELS[config.trainer](config, parallel.make_mesh())
-    items = checkpoints.restore(
-        round_index, model.restore_targets(meta, only_critics=True))
-  finally:
-    checkpoints.close()
-  return model, items["critics"], round_index
 
 
 def main(argv):

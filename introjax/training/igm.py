@@ -545,24 +545,28 @@ class TextureTrainer:
 
   # Evaluation --------------------------------------------------------------
 
+  def texture_crops(self, key, num, size):
+    """`num` size×size crops of the texture canvas at random positions."""
+    origins = anysize.random_origins(key, 1, num, self.canvas_shape[:2],
+                                     size)[0]
+    return anysize.crop(self.positive, jnp.zeros(num, jnp.int32), origins,
+                        size)
+
   def swd(self, negatives, key=None):
-    """PGGAN's sliced Wasserstein distance (×10³) between the negatives'
-    central S×S crops and as many random S×S crops of the texture, S the
-    largest 16·2^j that fits; {"swd_mean": …, "swd_<res>": …}.
+    """PGGAN's sliced Wasserstein distance (×10³) between the negatives' (or
+    any images') central S×S crops and as many random S×S crops of the
+    texture, S the largest 16·2^j that fits both; {"swd_mean": …,
+    "swd_<res>": …}.
 
     The default key is the same every round (the same real crops and
     projections), so rounds differ only by their negatives.
     """
     if key is None:
       key = jax.random.fold_in(self.base_key, _SWD_STREAM)
-    side = min(self.negative_shape[:2])
+    side = min(*negatives.shape[1:3], *self.canvas_shape[:2])
     size = 16 * 2 ** int(math.log2(side // 16))
     k_crop, k_swd = jax.random.split(key)
-    num = negatives.shape[0]
-    origins = anysize.random_origins(k_crop, 1, num, self.canvas_shape[:2],
-                                     size)[0]
-    real = anysize.crop(self.positive, jnp.zeros(num, jnp.int32), origins,
-                        size)
+    real = self.texture_crops(k_crop, negatives.shape[0], size)
     fake = center_crop(jax.device_get(negatives), size)
     result = sliced_wasserstein(jax.device_get(real), fake, k_swd)
     return {f"swd_{k}": v for k, v in result.items()}
