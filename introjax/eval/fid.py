@@ -19,6 +19,8 @@ as in the original code), reported as mean and std over the parts.
 Both need the Inception weights, which are never downloaded: see
 `introjax.eval.inception`. `round_metrics` is what trainers call each round.
 """
+import hashlib
+
 from absl import logging
 import numpy as np
 
@@ -143,27 +145,51 @@ def inception_params(path):
   return _loaded[path]
 
 
+def enabled(config):
+  """Whether `config.eval.inception_weights` is set. If it is, the weights
+  are read now (so a bad file stops the run before training); if not, the
+  log says once how to set it."""
+  path = (config.get("eval") or {}).get("inception_weights", "")
+  if not path:
+    _log_once(HOW_TO_ENABLE)
+    return False
+  inception_params(path)
+  return True
+
+
+_real_cache = {}  # the last real set's features: most callers pass the
+                  # same real images every round
+
+
+def _real_features(path, params, real, batch):
+  key = (path, real.shape, hashlib.sha1(real.tobytes()).hexdigest())
+  if key not in _real_cache:
+    _real_cache.clear()
+    _real_cache[key] = inception.inception_features(params, real, batch)[0]
+  return _real_cache[key]
+
+
 def round_metrics(config, fake, real):
   """{"fid": …, "inception_score": …} of `fake` against `real` (NHWC
   images in [−1, 1], any size, 1 or 3 channels) when
   `config.eval.inception_weights` names a weights file; {} otherwise, after
-  logging once how to enable them.
+  logging once how to set it.
 
-  FID from few samples is biased upwards (it is a plug-in estimate of a
-  2048-d covariance), so compare rounds of one run, not runs with different
-  sample counts.
+  The Inception score uses eval.inception_splits parts (10 by convention),
+  at most one per image. FID from few samples is biased upwards (a plug-in
+  estimate of a 2048-d covariance), so compare rounds of one run, not runs
+  with different sample counts.
   """
-  section = config.get("eval") or {}
-  path = section.get("inception_weights", "")
-  if not path:
-    _log_once(HOW_TO_ENABLE)
+  if not enabled(config):
     return {}
+  section = config.eval
+  path = section.inception_weights
   params = inception_params(path)
   batch = section.get("inception_batch", 50)
   fake_features, fake_logits = inception.inception_features(
-      params, np.asarray(fake), batch)
-  real_features, _ = inception.inception_features(params, np.asarray(real),
-                                                  batch)
+      params, np.asarray(fake, np.float32), batch)
+  real_features = _real_features(path, params, np.asarray(real, np.float32),
+                                 batch)
   score, _ = inception_score(fake_logits,
                              min(section.get("inception_splits", 10),
                                  len(fake_logits)))
