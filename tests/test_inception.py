@@ -1,6 +1,7 @@
 """FID, Inception score, and the FID Inception network (no real weights)."""
 import os
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -309,12 +310,12 @@ def test_network_equals_pytorch_ops(params):
                                atol=2e-3 * np.abs(want).max())
 
 
-def test_inception_e2_block_equals_pytorch_ops():
+def test_inception_e2_block_equals_pytorch_ops(params):
   """Mixed_7c alone, at 3×3 (all border), where its max pool and the other
   blocks' average pools differ most."""
   torch = _torch()
   from introjax.eval.inception import FIDInceptionE   # pylint: disable=g-import-not-at-top
-  full = inception.random_params(1)
+  full = params
   block = {"params": full["Mixed_7c"]}
   x = np.random.default_rng(9).normal(size=(2, 3, 3, 2048)).astype(np.float32)
   ours = np.asarray(FIDInceptionE("max").apply(block, jnp.asarray(x)))
@@ -389,3 +390,38 @@ def test_round_metrics_with_weights(params, tmp_path, monkeypatch):
   assert got["inception_score"] == pytest.approx(1.0)
   assert fid.round_metrics(config, real, real)["fid"] == pytest.approx(
       0.0, abs=1e-6 * got["fid"])
+
+
+def test_texture_trainer_reports_fid_of_its_crops(params, tmp_path,
+                                                  monkeypatch):
+  """The texture trainers' call: the negatives' unpadded centres against
+  as many random crops of the texture, the same crops every round."""
+  from conftest import load_config   # pylint: disable=g-import-not-at-top
+  from introjax import parallel   # pylint: disable=g-import-not-at-top
+  from introjax.training.igm import TextureIGM   # pylint: disable=g-import-not-at-top
+  npz = str(tmp_path / "w.npz")
+  inception.save_npz(params, npz)
+  real_forward = inception.inception_features
+  monkeypatch.setattr(inception, "inception_features",
+                      lambda p, x, b: real_forward(p, x, b, resize_to=75))
+  config = load_config("igm_texture.py:tiny")
+  assert config.eval.inception_weights == ""
+  config.eval.inception_weights, config.eval.inception_batch = npz, 2
+  model = TextureIGM(config, parallel.make_mesh())
+  # IGM's negatives are canvases: a 24×24 texture with 4 pixels of padding.
+  negatives = np.random.default_rng(12).uniform(
+      -1, 1, (4,) + model.negative_shape).astype(np.float32)
+  got = model.inception_metrics(negatives)
+  assert model.inception_metrics(negatives) == got
+  real, fake = model.compared_crops(
+      negatives, 24, jax.random.fold_in(model.base_key, 0x5D0))
+  np.testing.assert_array_equal(fake, negatives[:, 4:28, 4:28])
+  # Each real crop is a 24×24 window of the padded texture canvas.
+  canvas = np.asarray(model.positive[0])
+  windows = np.lib.stride_tricks.sliding_window_view(
+      canvas, (24, 24), axis=(0, 1)).transpose(0, 1, 3, 4, 2)
+  assert real.shape == fake.shape
+  for crop in real:
+    assert np.any(np.all(windows == crop, axis=(2, 3, 4)))
+  assert got == pytest.approx(fid.round_metrics(config, fake, real))
+  assert got["fid"] > 0 and got["inception_score"] >= 1

@@ -43,6 +43,7 @@ from introjax import parallel
 from introjax.data import images as image_data
 from introjax.data import pool as pool_lib
 from introjax.errors import ConfigError, ConfigMismatchError, NonFiniteError
+from introjax.eval import fid
 from introjax.eval.images import center_crop, save_grid
 from introjax.eval.swd import sliced_wasserstein
 from introjax.models import cascade as cascade_lib
@@ -558,14 +559,29 @@ class TextureTrainer:
     side = min(self.negative_shape[:2])
     size = 16 * 2 ** int(math.log2(side // 16))
     k_crop, k_swd = jax.random.split(key)
+    real, fake = self.compared_crops(negatives, size, k_crop)
+    result = sliced_wasserstein(real, fake, k_swd)
+    return {f"swd_{k}": v for k, v in result.items()}
+
+  def compared_crops(self, negatives, size, key):
+    """(real, fake) on the host: as many random size×size crops of the
+    texture as there are negatives, and the negatives' central crops."""
     num = negatives.shape[0]
-    origins = anysize.random_origins(k_crop, 1, num, self.canvas_shape[:2],
+    origins = anysize.random_origins(key, 1, num, self.canvas_shape[:2],
                                      size)[0]
     real = anysize.crop(self.positive, jnp.zeros(num, jnp.int32), origins,
                         size)
-    fake = center_crop(jax.device_get(negatives), size)
-    result = sliced_wasserstein(jax.device_get(real), fake, k_swd)
-    return {f"swd_{k}": v for k, v in result.items()}
+    return (jax.device_get(real),
+            center_crop(jax.device_get(negatives), size))
+
+  def inception_metrics(self, negatives):
+    """FID and Inception score (eval.inception_weights) of the negatives'
+    unpadded centres against as many random crops of the texture; the same
+    crops every round."""
+    size = min(self.negative_shape[:2]) - 2 * self.negative_pad
+    key = jax.random.fold_in(self.base_key, _SWD_STREAM)
+    return fid.round_metrics(
+        self.config, *self.compared_crops(negatives, size, key))
 
   # Harness hooks -------------------------------------------------------------
 
@@ -638,6 +654,8 @@ class TextureTrainer:
           "intact.")
     if self.config.log.get("swd"):
       metrics.update(self.swd(negatives))
+    if fid.enabled(self.config):
+      metrics.update(self.inception_metrics(negatives))
     pool = self._add(state.pool, negatives, t)
     return TextureState(critic=critic, opt_state=opt_state, cascade=cascade,
                         pool=pool, negatives=negatives,
@@ -726,6 +744,7 @@ def train_texture(trainer_cls, config, workdir):
   `workdir`, then writes the final texture at `generate.size` from p0."""
   mesh = parallel.make_mesh()
   run = trainer_cls(config, mesh)
+  fid.enabled(config)   # reads eval.inception_weights before training
   source = config.data.image_path or config.data.texture
   logging.info("%s on %r (%d×%d, %d channel%s), %d rounds, %d devices; "
                "writing to %s", run.describe(), source, *run.image.shape[:2],
