@@ -1,5 +1,6 @@
 """FID, Inception score, and the FID Inception network (no real weights)."""
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from introjax.errors import ConfigError
+from introjax.errors import ConfigError, UserError
 from introjax.eval import fid
 from introjax.eval import inception
 
@@ -425,3 +426,16 @@ def test_texture_trainer_reports_fid_of_its_crops(params, tmp_path,
     assert np.any(np.all(windows == crop, axis=(2, 3, 4)))
   assert got == pytest.approx(fid.round_metrics(config, fake, real))
   assert got["fid"] > 0 and got["inception_score"] >= 1
+
+
+def test_missing_file_or_pytorch_is_one_sentence(tmp_path, monkeypatch):
+  config = ml_collections.ConfigDict({"eval": {
+      "inception_weights": str(tmp_path / "absent.pth")}})
+  with pytest.raises(ConfigError, match="does not exist; download https://"):
+    fid.enabled(config)
+  pth = tmp_path / "w.pth"
+  pth.write_bytes(b"not read")
+  monkeypatch.setitem(sys.modules, "torch", None)   # import torch fails
+  with pytest.raises(UserError, match=r"needs PyTorch.*--convert in.pth "
+                     r"out.npz"):
+    inception.load_params(str(pth))

@@ -22,6 +22,7 @@ Both need the Inception weights, which are never downloaded: see
 import hashlib
 
 from absl import logging
+import jax
 import numpy as np
 
 from introjax.errors import ConfigError
@@ -141,7 +142,7 @@ def _log_once(sentence):
 def inception_params(path):
   """The network's parameters from `path`, read once per process."""
   if path not in _loaded:
-    _loaded[path] = inception.load_params(path)
+    _loaded[path] = jax.device_put(inception.load_params(path))
   return _loaded[path]
 
 
