@@ -9,9 +9,13 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from conftest import load_config
+from introjax import parallel
 from introjax.errors import ConfigError, UserError
 from introjax.eval import fid
 from introjax.eval import inception
+from introjax.training.igm import TextureIGM
+
 
 def _torch():
   # Only the tests against PyTorch need it; the metrics run without.
@@ -195,7 +199,8 @@ def test_refuses_missing_unexpected_and_misshapen(params, tmp_path):
     inception.params_from_state_dict(extra)
   bad = dict(good)
   bad["fc.weight"] = bad["fc.weight"][:1000]   # torchvision's 1000 classes
-  with pytest.raises(ConfigError, match=r"'fc.weight' the shape \(1000, 2048\)"):
+  with pytest.raises(ConfigError,
+                     match=r"'fc.weight' the shape \(1000, 2048\)"):
     inception.params_from_state_dict(bad)
   # Our .npz is checked the same way, and a foreign .npz is refused by name.
   npz = str(tmp_path / "w.npz")
@@ -205,7 +210,7 @@ def test_refuses_missing_unexpected_and_misshapen(params, tmp_path):
   with pytest.raises(ConfigError, match="'Mixed_5d/branch1x1/bn/scale'"):
     inception.load_params(npz)
   np.savez(npz, x=np.zeros(3))
-  with pytest.raises(ConfigError, match="not an Inception weights file"):
+  with pytest.raises(ConfigError, match="not one written by this library"):
     inception.load_params(npz)
 
 
@@ -315,11 +320,10 @@ def test_inception_e2_block_equals_pytorch_ops(params):
   """Mixed_7c alone, at 3×3 (all border), where its max pool and the other
   blocks' average pools differ most."""
   torch = _torch()
-  from introjax.eval.inception import FIDInceptionE   # pylint: disable=g-import-not-at-top
   full = params
   block = {"params": full["Mixed_7c"]}
   x = np.random.default_rng(9).normal(size=(2, 3, 3, 2048)).astype(np.float32)
-  ours = np.asarray(FIDInceptionE("max").apply(block, jnp.asarray(x)))
+  ours = np.asarray(inception.FIDInceptionE("max").apply(block, jnp.asarray(x)))
   state = {k[len("Mixed_7c."):]: v for k, v in _state_dict(full).items()
            if k.startswith("Mixed_7c.")}
   F = torch.nn.functional
@@ -338,7 +342,8 @@ def test_inception_e2_block_equals_pytorch_ops(params):
     want = torch.cat([
         conv("branch1x1", t),
         conv("branch3x3_2a", b3, (0, 1)), conv("branch3x3_2b", b3, (1, 0)),
-        conv("branch3x3dbl_3a", bd, (0, 1)), conv("branch3x3dbl_3b", bd, (1, 0)),
+        conv("branch3x3dbl_3a", bd, (0, 1)),
+        conv("branch3x3dbl_3b", bd, (1, 0)),
         conv("branch_pool", F.max_pool2d(t, 3, 1, 1))], 1)
   want = want.numpy().transpose(0, 2, 3, 1)
   np.testing.assert_allclose(ours, want, rtol=1e-4,
@@ -357,7 +362,7 @@ def test_resize_equals_torch_interpolate():
     np.testing.assert_allclose(ours, want, atol=1e-5)
 
 
-# The per-round hook ------------------------------------------------------------
+# The per-round hook ----------------------------------------------------------
 
 
 def test_round_metrics_skip_when_no_weights(caplog):
@@ -397,9 +402,6 @@ def test_texture_trainer_reports_fid_of_its_crops(params, tmp_path,
                                                   monkeypatch):
   """The texture trainers' call: the negatives' unpadded centres against
   as many random crops of the texture, the same crops every round."""
-  from conftest import load_config   # pylint: disable=g-import-not-at-top
-  from introjax import parallel   # pylint: disable=g-import-not-at-top
-  from introjax.training.igm import TextureIGM   # pylint: disable=g-import-not-at-top
   npz = str(tmp_path / "w.npz")
   inception.save_npz(params, npz)
   real_forward = inception.inception_features

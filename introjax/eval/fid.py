@@ -120,7 +120,7 @@ def inception_score(logits, splits=10):
   return float(np.mean(scores)), float(np.std(scores))
 
 
-# The per-round hook ------------------------------------------------------------
+# The per-round hook ----------------------------------------------------------
 
 _loaded = {}      # weights path → parameters, read once per process
 _told = set()     # sentences logged once per process

@@ -393,8 +393,8 @@ def _read_npz(path):
          "introjax.eval.inception --convert in.pth out.npz`.")
   tag = arrays.pop(_FORMAT_KEY, None)
   if tag is None or str(tag) != NPZ_FORMAT:
-    raise ConfigError(f"The Inception weights file {path!r} is not an Inception "
-                      f"weights file written by this library (format tag "
+    raise ConfigError(f"The Inception weights file {path!r} is not one "
+                      f"written by this library (format tag "
                       f"{None if tag is None else str(tag)!r}, expected "
                       f"{NPZ_FORMAT!r}); {fix}")
   _check_names(f"The Inception weights file {path!r}",
@@ -469,7 +469,7 @@ def inception_features(model_params, images, batch=50,
   return np.concatenate(features), np.concatenate(logits)
 
 
-# Command line ------------------------------------------------------------------
+# Command line ----------------------------------------------------------------
 
 
 def main(argv: Sequence[str] = None):
