@@ -43,6 +43,7 @@ from introjax import parallel
 from introjax.data import images as image_data
 from introjax.data import pool as pool_lib
 from introjax.errors import ConfigError, ConfigMismatchError, NonFiniteError
+from introjax.eval import fid
 from introjax.eval.images import center_crop, save_grid
 from introjax.eval.swd import sliced_wasserstein
 from introjax.models import cascade as cascade_lib
@@ -571,6 +572,16 @@ class TextureTrainer:
     result = sliced_wasserstein(jax.device_get(real), fake, k_swd)
     return {f"swd_{k}": v for k, v in result.items()}
 
+  def inception_metrics(self, negatives):
+    """FID and Inception score (eval.inception_weights) of the negatives'
+    unpadded centres against as many random crops of the texture; the same
+    crops every round (fid.round_metrics caches their features)."""
+    size = min(self.negative_shape[:2]) - 2 * self.negative_pad
+    key = jax.random.fold_in(self.base_key, _SWD_STREAM)
+    real = self.texture_crops(key, negatives.shape[0], size)
+    fake = center_crop(jax.device_get(negatives), size)
+    return fid.round_metrics(self.config, fake, jax.device_get(real))
+
   # Harness hooks -------------------------------------------------------------
 
   def checkpoint_meta(self, state):
@@ -642,6 +653,8 @@ class TextureTrainer:
           "intact.")
     if self.config.log.get("swd"):
       metrics.update(self.swd(negatives))
+    if fid.enabled(self.config):
+      metrics.update(self.inception_metrics(negatives))
     pool = self._add(state.pool, negatives, t)
     return TextureState(critic=critic, opt_state=opt_state, cascade=cascade,
                         pool=pool, negatives=negatives,
@@ -730,6 +743,7 @@ def train_texture(trainer_cls, config, workdir):
   `workdir`, then writes the final texture at `generate.size` from p0."""
   mesh = parallel.make_mesh()
   run = trainer_cls(config, mesh)
+  fid.enabled(config)   # reads eval.inception_weights before training
   source = config.data.image_path or config.data.texture
   logging.info("%s on %r (%d×%d, %d channel%s), %d rounds, %d devices; "
                "writing to %s", run.describe(), source, *run.image.shape[:2],
