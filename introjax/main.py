@@ -16,6 +16,7 @@ lives in libraries (`introjax.training`) so notebooks can call
 `train_and_evaluate(config, workdir)` directly.
 """
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -106,6 +107,7 @@ def main(argv):
 
 
 def run(argv=None):
+  argv = config_utils.resolve_aliases(sys.argv if argv is None else argv)
   cli.run_app(main, argv, before=config_utils.check_overrides)
 
 

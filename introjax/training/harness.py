@@ -14,7 +14,8 @@ A trainer provides:
                                    save_png writes on process 0 only)
   progress(t, rounds, metrics, s)  the terminal line of round t
 
-Every trainer also gets `profile_round` (config.profile_round, 0: off): round
+Every trainer also gets `profile_round` (config.profile_round, 0: off; on the
+command line also --config.profile_steps, the same key): round
 N runs under the JAX profiler and its trace lands in <workdir>/profile, for
 TensorBoard's profile plugin or xprof.
 """
