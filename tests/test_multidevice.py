@@ -17,3 +17,12 @@ def test_eight_devices_match_one_device():
   assert result.returncode == 0, result.stdout + result.stderr[-3000:]
   assert "devices: 8" in result.stdout
   assert "match" in result.stdout
+
+
+def test_pool_is_split_and_never_gathered():
+  result = subprocess.run(
+      [sys.executable, str(REPO / "tests" / "pool_sharding_check.py")],
+      cwd=REPO, capture_output=True, text=True, timeout=600,
+      env=subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
+  assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+  assert "pool sharded, never gathered" in result.stdout

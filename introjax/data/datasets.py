@@ -14,8 +14,10 @@ Three sources, chosen by `config.data.source`:
 Images stay uint8 until they are on the device: `to_unit_range` scales them
 inside the jitted step, which moves 4× fewer bytes than float32 would.
 
-Multi-host: every process loads the whole dataset (they are small here) and
-takes its own rows when building global batches.
+Multi-host: with `train_rows`, each process keeps only its own rows of the
+training split (TFDS: only those are decoded; grain slices the source), and
+the trainer assembles the global array from them; the test split is small
+and loaded whole by every process.
 """
 import dataclasses
 import os
@@ -44,17 +46,25 @@ class ArrayDataset:
     labels: (N,) int32 in [0, num_classes).
     num_classes: The number of classes the labels index.
     name: Where it came from, e.g. "digits", "mnist.npz", "tfds:cifar10".
+    total: Rows over every process when this process holds only some of
+      them (`load_classification`'s train_rows); 0: these are all.
   """
   images: np.ndarray
   labels: np.ndarray
   num_classes: int
   name: str
+  total: int = 0
+
+  @property
+  def num_rows(self):
+    """Rows over every process."""
+    return self.total or len(self.labels)
 
   def __len__(self):
     return len(self.labels)
 
 
-def load_classification(data):
+def load_classification(data, train_rows=None):
   """Loads the (train, test) datasets the config's data section names.
 
   Fields read from `data` (an ml_collections.ConfigDict): `source` ("digits",
@@ -63,10 +73,11 @@ def load_classification(data):
   `data_dir` ("" is TFDS's default), `train_split` and `test_split` (tfds;
   "+" joins splits, e.g. SVHN's "train+extra").
 
-  Every process loads the whole dataset, also on a multi-host run.
-
   Args:
     data: The config's `data` section.
+    train_rows: None (load the whole training split), or a function of the
+      split's size returning the rows [start, stop) this process keeps
+      (`parallel.process_rows`); stop may pass the end.
 
   Returns:
     (train, test) ArrayDatasets, validated against `data.num_classes`.
@@ -96,17 +107,26 @@ def load_classification(data):
   elif source == "tfds":
     tfds_name = data.get("name", "")
     data_dir = data.get("data_dir", "")
-    xtr, ytr = _tfds(tfds_name, data.get("train_split", "train"), data_dir,
-                     max_train, "train_split")
-    xte, yte = _tfds(tfds_name, data.get("test_split", "test"), data_dir,
-                     max_test, "test_split")
+    xtr, ytr, total = _tfds(tfds_name, data.get("train_split", "train"),
+                            data_dir, max_train, "train_split", train_rows)
+    xte, yte, _ = _tfds(tfds_name, data.get("test_split", "test"), data_dir,
+                        max_test, "test_split")
     name = f"tfds:{tfds_name}"
+    if train_rows is not None:  # already this process's rows
+      train = _make(xtr, ytr, 0, num_classes, name, "train", False)
+      test = _make(xte, yte, max_test, num_classes, name, "test", False)
+      return dataclasses.replace(train, total=total), test
   else:
     raise DataError(f"Unknown data source {source!r}; set "
                     f"--config.data.source to one of {', '.join(SOURCES)}.")
   # TFDS sources are already cut before decoding; cutting again is a no-op.
   train = _make(xtr, ytr, max_train, num_classes, name, "train", True)
   test = _make(xte, yte, max_test, num_classes, name, "test", False)
+  if train_rows is not None:
+    start, stop = train_rows(len(train))
+    train = dataclasses.replace(train, images=train.images[start:stop],
+                                labels=train.labels[start:stop],
+                                total=len(train))
   return train, test
 
 
@@ -221,8 +241,9 @@ def _npz(path):
   return tuple(out)
 
 
-def _tfds(name, split, data_dir, limit, split_key):
-  """Decodes the "+"-joined TFDS `split` into (images, labels) arrays."""
+def _tfds(name, split, data_dir, limit, split_key, rows=None):
+  """Decodes the "+"-joined TFDS `split` (only the `rows` of it, if given)
+  into (images, labels, rows in the whole split)."""
   import grain
   import tensorflow_datasets as tfds
   if not name:
@@ -237,9 +258,13 @@ def _tfds(name, split, data_dir, limit, split_key):
       [grain.MapDataset.source(s) for s in sources])
   if limit:
     ds = ds[:limit]
+  total = len(ds)
+  if rows is not None:
+    start, stop = rows(total)
+    ds = ds[min(start, total):min(stop, total)]
   n = len(ds)
   if not n:
-    return np.zeros((0, 1, 1, 1), np.uint8), np.zeros((0,), np.int32)
+    return np.zeros((0, 1, 1, 1), np.uint8), np.zeros((0,), np.int32), total
   first = ds[0]
   if not isinstance(first, dict) or not {"image", "label"} <= first.keys():
     keys = sorted(first) if isinstance(first, dict) else type(first).__name__
@@ -264,7 +289,7 @@ def _tfds(name, split, data_dir, limit, split_key):
   except ValueError as e:  # np.stack/assignment of differing image shapes
     raise DataError(f"TFDS dataset {name!r} ({split}) has images of differing "
                     f"shapes ({e}); use a dataset with one image size.") from e
-  return images, labels
+  return images, labels, total
 
 
 def _tfds_source(tfds, name, split, data_dir, split_key):

@@ -225,7 +225,8 @@ class TextureTrainer:
     self._p0_network = jax.random.fold_in(self.base_key, _P0_NETWORK_STREAM)
     self._train_critic = jax.jit(self._train_critic_fn, donate_argnums=(0, 1))
     self._synthesize = jax.jit(self._synthesize_fn)
-    self._add = jax.jit(pool_lib.pool_add, donate_argnums=0)
+    self._add = jax.jit(functools.partial(pool_lib.pool_add, mesh=mesh),
+                        donate_argnums=0)
     self._put_critic = jax.jit(cascade_lib.put, donate_argnums=0)
     self._generate = jax.jit(self._generate_fn, static_argnums=(2,))
 
@@ -568,8 +569,8 @@ class TextureTrainer:
     size = 16 * 2 ** int(math.log2(side // 16))
     k_crop, k_swd = jax.random.split(key)
     real = self.texture_crops(k_crop, negatives.shape[0], size)
-    fake = center_crop(jax.device_get(negatives), size)
-    result = sliced_wasserstein(jax.device_get(real), fake, k_swd)
+    fake = center_crop(parallel.to_host(negatives), size)
+    result = sliced_wasserstein(parallel.to_host(real), fake, k_swd)
     return {f"swd_{k}": v for k, v in result.items()}
 
   def inception_metrics(self, negatives):
@@ -579,8 +580,8 @@ class TextureTrainer:
     size = min(self.negative_shape[:2]) - 2 * self.negative_pad
     key = jax.random.fold_in(self.base_key, _SWD_STREAM)
     real = self.texture_crops(key, negatives.shape[0], size)
-    fake = center_crop(jax.device_get(negatives), size)
-    return fid.round_metrics(self.config, fake, jax.device_get(real))
+    fake = center_crop(parallel.to_host(negatives), size)
+    return fid.round_metrics(self.config, fake, parallel.to_host(real))
 
   # Harness hooks -------------------------------------------------------------
 
@@ -609,7 +610,7 @@ class TextureTrainer:
 
   def write_samples(self, state, round_index, folder):
     shown = state.negatives[:self.config.log.num_samples]
-    images = _crop_center(jax.device_get(shown), self.negative_pad)
+    images = _crop_center(parallel.to_host(shown), self.negative_pad)
     save_grid(os.path.join(folder, f"round_{round_index:03d}.png"), images)
 
   # One round ---------------------------------------------------------------
@@ -701,7 +702,7 @@ def _crop_center(canvases, pad):
 def _train_metrics(train_metrics):
   """The classification step's numbers as host values, in the logged
   order: steps, loss, the loss's own terms, finiteness."""
-  train_metrics = dict(jax.device_get(train_metrics))
+  train_metrics = dict(parallel.to_host(train_metrics))
   metrics = dict(train_steps=int(train_metrics.pop("train_steps")),
                  train_loss=float(train_metrics.pop("train_loss")))
   finite = bool(train_metrics.pop("train_finite"))
@@ -712,7 +713,7 @@ def _train_metrics(train_metrics):
 
 def _synthesis_metrics(stats, max_steps, thresholds=None):
   """The synthesis step's numbers as host values (one transfer)."""
-  stats, thresholds = jax.device_get((stats, thresholds))
+  stats, thresholds = parallel.to_host((stats, thresholds))
   metrics = dict(
       synthesis_steps_mean=float(np.mean(stats.steps)),
       synthesis_steps_max=int(np.max(stats.steps)),
@@ -758,9 +759,8 @@ def train_texture(trainer_cls, config, workdir):
                                    key)
     path = os.path.join(harness.samples_dir(workdir),
                         f"final_{gen.size}x{gen.size}.png")
-    if jax.process_index() == 0:
-      save_grid(path, jax.device_get(textures))
-    steps = int(jax.device_get(stats.steps).sum(axis=0).mean())
+    save_grid(path, parallel.to_host(textures))
+    steps = int(parallel.to_host(stats.steps).sum(axis=0).mean())
     logging.info("Synthesized %d texture(s) of %d×%d through %d critic(s) "
                  "(%d ascent steps each, %.1f s): %s", gen.num_images,
                  gen.size, gen.size, int(state.cascade.count),
