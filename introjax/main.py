@@ -18,6 +18,7 @@ from introjax import config_utils
 from introjax.errors import UserError
 from introjax.training import icl
 from introjax.training import igm
+from introjax.training import images
 from introjax.training import winn
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics "
@@ -27,7 +28,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     "configs/igm_texture.py:paper.", lock_config=True)
 
 TRAINERS = {"igm": igm.train_and_evaluate, "icl": icl.train_and_evaluate,
-            "winn": winn.train_and_evaluate}
+            "winn": winn.train_and_evaluate,
+            "igm_images": images.train_igm, "winn_images": images.train_winn}
 
 
 def _maybe_initialize_distributed():

@@ -29,10 +29,12 @@ from introjax.errors import UserError
 from introjax.eval.images import save_grid
 from introjax.training import harness
 from introjax.training.igm import TextureIGM
+from introjax.training.images import ImageIGM, ImageWINN
 from introjax.training.winn import TextureWINN
 
-# The texture trainers whose saved cascades this entry point can sample.
-TEXTURE_MODELS = {"igm": TextureIGM, "winn": TextureWINN}
+# The trainers whose saved cascades this entry point can sample.
+TEXTURE_MODELS = {"igm": TextureIGM, "winn": TextureWINN,
+                  "igm_images": ImageIGM, "winn_images": ImageWINN}
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.",
                                required=True)
@@ -101,7 +103,9 @@ def main(argv):
                  "each): %s", _CONTENT.value, round_index, num_critics, alpha,
                  steps, out)
     return
-  size = _SIZE.value or config.generate.size
+  # Image models default to their images' size.
+  size = (_SIZE.value or config.generate.get("size", 0)
+          or model.negative_shape[0])
   textures, _ = model.generate(cascade, _NUM.value, size, key)
   out = _OUT.value or os.path.join(harness.samples_dir(_WORKDIR.value),
                                    f"sample_{size}x{size}_seed{_SEED.value}.png")
