@@ -17,6 +17,8 @@ configs/winn_celeba.py.
 """
 import os
 
+import ml_collections
+
 from introjax import config_utils
 
 
@@ -30,10 +32,10 @@ def get_config(variant=""):
   c.data.source, c.data.name, c.data.split = "tfds", "svhn_cropped", "train"
   c.data.crop, c.data.image_size = 0, 32
   c.data.max_images = 10000
+  c.model = ml_collections.ConfigDict()
   c.model.name = "resnet_critic"  # Gulrajani et al. 2017's CIFAR critic
-  c.model.features = 64
+  c.model.features = 64           # the width of every residual block
   c.model.norm = "layer"          # the original has none; see critics.py
-  del c.model["convs_per_stage"]
   if variant == "paper":
     c.rounds = 100
     c.data.max_images = 0
