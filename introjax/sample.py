@@ -110,7 +110,7 @@ def main(argv):
   out = _OUT.value or os.path.join(harness.samples_dir(_WORKDIR.value),
                                    f"sample_{size}x{size}_seed{_SEED.value}.png")
   save_grid(out, jax.device_get(textures))
-  logging.info("Synthesized %d texture(s) of %d×%d with round %d's %d "
+  logging.info("Synthesized %d image(s) of %d×%d with round %d's %d "
                "critic(s): %s", _NUM.value, size, size, round_index,
                num_critics, out)
 

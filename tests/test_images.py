@@ -265,3 +265,11 @@ def test_every_image_config_variant_loads():
   assert load_config("winn_svhn.py:paper").model.features == 128
   assert load_config("igm_svhn.py:paper").data.split == "train+extra"
   assert load_config("winn_celeba.py:celeba").data.crop == 64
+
+
+def test_image_size_app_d_cannot_make_is_refused():
+  config = load_config("winn_celeba.py:tiny")
+  config.data.image_size = 0   # lfw_subset's own 25×25
+  with pytest.raises(ConfigError, match="cannot make 25×25; use a "
+                     "data.image_size of 4·2"):
+    images.ImageWINN(config, parallel.make_mesh())

@@ -185,7 +185,8 @@ class TextureTrainer:
   """The compiled parts of one texture member for a config, texture and
   device mesh. Subclasses set `section` (their config section) and may
   override `rounds_per_critic`, `fresh_p0`, the classification schedule
-  and `describe`/`progress`."""
+  and `describe`/`progress`; members trained on a dataset of whole images
+  (training/images.py) override where positives come from."""
 
   section = ""
   structural_keys = ()
@@ -237,6 +238,11 @@ class TextureTrainer:
     self.patches_per_image = sec.get("patches_per_image", 1)
     self.positive = jax.device_put(canvas[None], self._replicated)
 
+  @property
+  def size_field(self):
+    """The config field that sets the critic's input size."""
+    return f"{self.section}.patch_size"
+
   def positive_patches(self, key, num, size):
     """`num` random size×size positives (float32 in [-1, 1]): crops of the
     texture canvas at uniform positions. Used by the classification step,
@@ -279,7 +285,7 @@ class TextureTrainer:
         raise ConfigError(
             f"{name}.init='upsampling' (WINN App. D) grows 4×4 noise to the "
             f"patch by doubling, which cannot make {self.patch}×{self.patch};"
-            f" use a {name}.patch_size of 4·2^k (16, 32, 64) or "
+            f" use a {self.size_field} of 4·2^k (16, 32, 64) or "
             f"{name}.init='gaussian'.")
     if self.rule is None and self.config.synthesis.threshold_positives < 1:
       raise ConfigError("synthesis.threshold_positives must be ≥ 1: WINN's "

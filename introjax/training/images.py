@@ -59,6 +59,8 @@ class ImagePositives:
     # with data.max_images.
     self.positive = jax.device_put(images, self._replicated)
 
+  size_field = "data.image_size"
+
   def positive_patches(self, key, num, size):
     """`num` positives drawn uniformly with replacement: random size×size
     crops (the whole image at size = the image side), mirrored left-right
