@@ -6,7 +6,8 @@ Variants, chosen after a colon:
   (none)   the laptop default, offline: scikit-image's 200 grey LFW faces
            (`lfw_subset`, 25×25, scaled up to 32×32), a half-width App. C
            critic with three stages, 32 negatives per round, 10 rounds, a
-           final grid of 64 new faces; a few minutes on a 2-core CPU.
+           final grid of 64 new faces; about 6 minutes on a shared 2-core
+           CPU (SWD to real faces 222 → 182; see BENCHMARKS.md).
   celeba   the same training on TFDS `celeb_a` (train split), the centre
            64×64 of each 218×178 photo as IGM §4.3 crops it, a four-stage
            critic. Needs the dataset prepared (the error says how).
