@@ -11,8 +11,9 @@ boundary (its logit crosses 0: synthesis.stop="logit" at probability 0.5).
 Variants, chosen after a colon:
   (none)   the laptop default, offline: the same 200 grey LFW faces at
            32×32 as configs/winn_celeba.py, a three-layer half-width
-           critic, 32 negatives per round, 10 rounds; a few minutes on a
-           2-core CPU.
+           critic, 32 negatives per round, 10 rounds; about 3 minutes on a
+           shared 2-core CPU (SWD 299 → 234; still noise-like after 10
+           rounds, see BENCHMARKS.md: raise rounds for faces).
   celeba   TFDS `celeb_a`, the centre 64×64 of each photo (§4.3), a
            four-layer critic.
   paper    §4.3 on CelebA: the full DCGAN critic (64…512), batches of
