@@ -74,7 +74,7 @@ def compare(workdirs, size, num, seed):
     samples.append(textures)
     logging.info("%s (%s, round %d): SWD %.1f", workdir, model.describe(),
                  round_index, rows[-1]["swd_mean"])
-  real = first.texture_crops(k_sample, num, size)
+  real = first.positive_patches(k_sample, num, size)
   return rows, jax.device_get(real), samples
 
 

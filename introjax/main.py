@@ -29,6 +29,7 @@ from introjax import config_utils
 from introjax.errors import UserError
 from introjax.training import icl
 from introjax.training import igm
+from introjax.training import images
 from introjax.training import winn
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics "
@@ -48,7 +49,8 @@ _PROCESS_ID = flags.DEFINE_integer(
     "(default: $JAX_PROCESS_ID).")
 
 TRAINERS = {"igm": igm.train_and_evaluate, "icl": icl.train_and_evaluate,
-            "winn": winn.train_and_evaluate}
+            "winn": winn.train_and_evaluate,
+            "igm_images": images.train_igm, "winn_images": images.train_winn}
 
 
 def _env_int(name):

@@ -65,12 +65,14 @@ def main(argv):
                  "each): %s", _CONTENT.value, round_index, num_critics, alpha,
                  steps, out)
     return
-  size = _SIZE.value or config.generate.size
+  # Image models default to their images' size.
+  size = (_SIZE.value or config.generate.get("size", 0)
+          or model.negative_shape[0])
   textures, _ = model.generate(cascade, _NUM.value, size, key)
   out = _OUT.value or os.path.join(harness.samples_dir(_WORKDIR.value),
                                    f"sample_{size}x{size}_seed{_SEED.value}.png")
   save_grid(out, jax.device_get(textures))
-  logging.info("Synthesized %d texture(s) of %d×%d with round %d's %d "
+  logging.info("Synthesized %d image(s) of %d×%d with round %d's %d "
                "critic(s): %s", _NUM.value, size, size, round_index,
                num_critics, out)
 

@@ -7,11 +7,13 @@ from introjax import checkpoint as ckpt_lib
 from introjax import parallel
 from introjax.errors import UserError
 from introjax.training.igm import TextureIGM
+from introjax.training.images import ImageIGM, ImageWINN
 from introjax.training.winn import TextureWINN
 
 # The texture trainers whose saved cascades can be restored, by
 # config.trainer.
-TEXTURE_MODELS = {"igm": TextureIGM, "winn": TextureWINN}
+TEXTURE_MODELS = {"igm": TextureIGM, "winn": TextureWINN,
+                  "igm_images": ImageIGM, "winn_images": ImageWINN}
 
 
 def load_model(workdir, round_index=None):

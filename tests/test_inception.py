@@ -416,7 +416,7 @@ def test_texture_trainer_reports_fid_of_its_crops(params, tmp_path,
       -1, 1, (4,) + model.negative_shape).astype(np.float32)
   got = model.inception_metrics(negatives)
   assert model.inception_metrics(negatives) == got
-  real = np.asarray(model.texture_crops(
+  real = np.asarray(model.positive_patches(
       jax.random.fold_in(model.base_key, 0x5D0), 4, 24))
   fake = negatives[:, 4:28, 4:28]
   # Each real crop is a 24×24 window of the padded texture canvas.

@@ -187,7 +187,8 @@ class TextureTrainer:
   """The compiled parts of one texture member for a config, texture and
   device mesh. Subclasses set `section` (their config section) and may
   override `rounds_per_critic`, `fresh_p0`, the classification schedule
-  and `describe`/`progress`."""
+  and `describe`/`progress`; members trained on a dataset of whole images
+  (training/images.py) override where positives come from."""
 
   section = ""
   structural_keys = ()
@@ -195,21 +196,10 @@ class TextureTrainer:
   def __init__(self, config, mesh):
     self.config = config
     self.mesh = mesh
-    data, sec = config.data, config[self.section]
-    self.sec = sec
-    self.image = image_data.load_image(
-        data.image_path or data.texture, size=data.image_size,
-        channels=data.channels or None, min_side=sec.patch_size)
-    canvas = image_data.texture_canvas(self.image, data.pad)
-    self.canvas_shape = canvas.shape
-    self.patch = sec.patch_size
-    side = sec.get("negative_size", 0)
-    # Negatives are whole texture canvases (IGM) or side×side images (WINN
-    # §5.1–5.2: patch-sized); only canvases carry the reflect padding.
-    self.negative_shape = ((side, side, canvas.shape[2]) if side
-                           else self.canvas_shape)
-    self.negative_pad = 0 if side else data.pad
-    self.patches_per_image = sec.get("patches_per_image", 1)
+    self.sec = config[self.section]
+    self._batch = parallel.batch_sharding(mesh)
+    self._replicated = parallel.replicated(mesh)
+    self._load_positives()
     self.critic = critics.build_critic(config.model, config.dtype)
     self.logits = critics.critic_logits(self.critic)
     self.critic_loss = build_critic_loss(config.train)
@@ -218,9 +208,6 @@ class TextureTrainer:
     self.rule = (None if config.synthesis.stop == "winn"
                  else build_stop_rule(config.synthesis))
     self._check(mesh)
-    self._batch = parallel.batch_sharding(mesh)
-    self._replicated = parallel.replicated(mesh)
-    self.positive = jax.device_put(canvas[None], self._replicated)
     self.base_key = jax.random.PRNGKey(config.seed)
     self._p0_network = jax.random.fold_in(self.base_key, _P0_NETWORK_STREAM)
     self._train_critic = jax.jit(self._train_critic_fn, donate_argnums=(0, 1))
@@ -230,10 +217,54 @@ class TextureTrainer:
     self._put_critic = jax.jit(cascade_lib.put, donate_argnums=0)
     self._generate = jax.jit(self._generate_fn, static_argnums=(2,))
 
+  # Positives -----------------------------------------------------------------
+  # The one place that knows where positives come from: a member trained on
+  # a dataset of whole images (training/images.py) overrides these two.
+
+  def _load_positives(self):
+    """Reads the data and sets the shapes everything else is built from:
+    `positive` (on device), `canvas_shape` (one positive), `canvas_pad`,
+    `patch`, `negative_shape`, `negative_pad` and `patches_per_image`."""
+    data, sec = self.config.data, self.sec
+    self.image = image_data.load_image(
+        data.image_path or data.texture, size=data.image_size,
+        channels=data.channels or None, min_side=sec.patch_size)
+    canvas = image_data.texture_canvas(self.image, data.pad)
+    self.canvas_shape = canvas.shape
+    self.canvas_pad = data.pad
+    self.patch = sec.patch_size
+    side = sec.get("negative_size", 0)
+    # Negatives are whole texture canvases (IGM) or side×side images (WINN
+    # §5.1–5.2: patch-sized); only canvases carry the reflect padding.
+    self.negative_shape = ((side, side, canvas.shape[2]) if side
+                           else self.canvas_shape)
+    self.negative_pad = 0 if side else data.pad
+    self.patches_per_image = sec.get("patches_per_image", 1)
+    self.positive = jax.device_put(canvas[None], self._replicated)
+
+  @property
+  def size_field(self):
+    """The config field that sets the critic's input size."""
+    return f"{self.section}.patch_size"
+
+  def positive_patches(self, key, num, size):
+    """`num` random size×size positives (float32 in [-1, 1]): crops of the
+    texture canvas at uniform positions. Used by the classification step,
+    WINN's thresholds and SWD."""
+    origins = anysize.random_origins(key, 1, num, self.canvas_shape[:2],
+                                     size)[0]
+    return anysize.crop(self.positive, jnp.zeros(num, jnp.int32), origins,
+                        size)
+
+  def describe_data(self):
+    source = self.config.data.image_path or self.config.data.texture
+    h, w, c = self.image.shape
+    return f"{source!r} ({h}×{w}, {c} channel{'' if c == 1 else 's'})"
+
   def _check(self, mesh):
-    sec, train, data = self.sec, self.config.train, self.config.data
+    sec, train = self.sec, self.config.train
     name = self.section
-    if data.pad < 0:
+    if self.canvas_pad < 0:
       raise ConfigError("data.pad must be ≥ 0.")
     h, w = self.negative_shape[:2]
     if min(h, w) < self.patch:
@@ -258,7 +289,7 @@ class TextureTrainer:
         raise ConfigError(
             f"{name}.init='upsampling' (WINN App. D) grows 4×4 noise to the "
             f"patch by doubling, which cannot make {self.patch}×{self.patch};"
-            f" use a {name}.patch_size of 4·2^k (16, 32, 64) or "
+            f" use a {self.size_field} of 4·2^k (16, 32, 64) or "
             f"{name}.init='gaussian'.")
     if self.rule is None and self.config.synthesis.threshold_positives < 1:
       raise ConfigError("synthesis.threshold_positives must be ≥ 1: WINN's "
@@ -393,16 +424,12 @@ class TextureTrainer:
     smoothed loss reaches `loss_target`; stops at a non-finite loss."""
     train, sec = self.config.train, self.sec
     per_class = train.batch_size * self.patches_per_image
-    h, w = self.canvas_shape[:2]
     nh, nw = self.negative_shape[:2]
     target = self.loss_target
 
     def batch(key):
       k_pos, k_slot, k_neg = jax.random.split(key, 3)
-      pos = anysize.crop(
-          self.positive, jnp.zeros(per_class, jnp.int32),
-          anysize.random_origins(k_pos, 1, per_class, (h, w), self.patch)[0],
-          self.patch)
+      pos = self.positive_patches(k_pos, per_class, self.patch)
       slots = pool_lib.pool_sample(pool, k_slot, train.batch_size,
                                    round_index, sec.recency_decay)
       neg = anysize.crop(
@@ -474,10 +501,7 @@ class TextureTrainer:
       return self.rule
     n_pos = self.config.synthesis.threshold_positives
     k_pos, k_draw = jax.random.split(key)
-    origins = anysize.random_origins(k_pos, 1, n_pos * patches,
-                                     self.canvas_shape[:2], self.patch)[0]
-    crops = anysize.crop(self.positive, jnp.zeros(len(origins), jnp.int32),
-                         origins, self.patch)
+    crops = self.positive_patches(k_pos, n_pos * patches, self.patch)
     logits = self.logits(params, crops).reshape(n_pos, patches)
     return PerSampleThreshold(winn_thresholds(k_draw, logits, num))
 
@@ -528,7 +552,7 @@ class TextureTrainer:
     """`num` new textures of size×size from p0 through the cascade;
     returns (images (num, size, size, C), AscentStats per stage of the
     stack; zeros for its unused entries)."""
-    pad = self.config.data.pad
+    pad = self.canvas_pad
     canvas = (size + 2 * pad, size + 2 * pad, self.canvas_shape[2])
     k_init, k_ascent = jax.random.split(key)
     x0 = self.initial_negatives(k_init, num, canvas)
@@ -547,13 +571,6 @@ class TextureTrainer:
 
   # Evaluation --------------------------------------------------------------
 
-  def texture_crops(self, key, num, size):
-    """`num` size×size crops of the texture canvas at random positions."""
-    origins = anysize.random_origins(key, 1, num, self.canvas_shape[:2],
-                                     size)[0]
-    return anysize.crop(self.positive, jnp.zeros(num, jnp.int32), origins,
-                        size)
-
   def swd(self, negatives, key=None):
     """PGGAN's sliced Wasserstein distance (×10³) between the negatives' (or
     any images') central S×S crops and as many random S×S crops of the
@@ -568,18 +585,18 @@ class TextureTrainer:
     side = min(*negatives.shape[1:3], *self.canvas_shape[:2])
     size = 16 * 2 ** int(math.log2(side // 16))
     k_crop, k_swd = jax.random.split(key)
-    real = self.texture_crops(k_crop, negatives.shape[0], size)
+    real = self.positive_patches(k_crop, negatives.shape[0], size)
     fake = center_crop(parallel.to_host(negatives), size)
     result = sliced_wasserstein(parallel.to_host(real), fake, k_swd)
     return {f"swd_{k}": v for k, v in result.items()}
 
   def inception_metrics(self, negatives):
     """FID and Inception score (eval.inception_weights) of the negatives'
-    unpadded centres against as many random crops of the texture; the same
-    crops every round (fid.round_metrics caches their features)."""
+    unpadded centres against as many random positives; the same ones every
+    round (fid.round_metrics caches their features)."""
     size = min(self.negative_shape[:2]) - 2 * self.negative_pad
     key = jax.random.fold_in(self.base_key, _SWD_STREAM)
-    real = self.texture_crops(key, negatives.shape[0], size)
+    real = self.positive_patches(key, negatives.shape[0], size)
     fake = center_crop(parallel.to_host(negatives), size)
     return fid.round_metrics(self.config, fake, parallel.to_host(real))
 
@@ -730,13 +747,14 @@ def _synthesis_metrics(stats, max_steps, thresholds=None):
 
 
 def progress_line(round_index, rounds, m, seconds):
+  swd = f" | SWD {m['swd_mean']:.1f}" if "swd_mean" in m else ""
   return (f"round {round_index}/{rounds} | classify: {m['train_steps']} steps,"
           f" loss {m['train_loss']:.3f}, accuracy {100 * m['train_accuracy']:.1f}%"
           f" | synthesize: {m['synthesis_steps_mean']:.0f} steps mean "
           f"(max {m['synthesis_steps_max']}/{m['synthesis_step_cap']}), "
           f"{m['synthesis_stopped_early']}/{m['synthesis_samples']} stopped "
           f"early, logit {m['synthesis_logit_start']:+.2f} → "
-          f"{m['synthesis_logit_end']:+.2f} | {seconds:.1f} s")
+          f"{m['synthesis_logit_end']:+.2f}{swd} | {seconds:.1f} s")
 
 
 def train_texture(trainer_cls, config, workdir):
@@ -745,25 +763,24 @@ def train_texture(trainer_cls, config, workdir):
   mesh = parallel.make_mesh()
   run = trainer_cls(config, mesh)
   fid.enabled(config)   # reads eval.inception_weights before training
-  source = config.data.image_path or config.data.texture
-  logging.info("%s on %r (%d×%d, %d channel%s), %d rounds, %d devices; "
-               "writing to %s", run.describe(), source, *run.image.shape[:2],
-               run.image.shape[2], "" if run.image.shape[2] == 1 else "s",
-               config.rounds, mesh.size, workdir)
+  logging.info("%s on %s, %d rounds, %d devices; writing to %s",
+               run.describe(), run.describe_data(), config.rounds, mesh.size,
+               workdir)
   state = harness.run_rounds(run, config, workdir)
   gen = config.generate
   if gen.num_images:
     began = time.perf_counter()
+    # Image members generate at the images' own size.
+    size = gen.get("size", 0) or run.negative_shape[0]
     key = jax.random.fold_in(run.base_key, config.rounds + 1)
-    textures, stats = run.generate(state.cascade, gen.num_images, gen.size,
-                                   key)
+    textures, stats = run.generate(state.cascade, gen.num_images, size, key)
     path = os.path.join(harness.samples_dir(workdir),
-                        f"final_{gen.size}x{gen.size}.png")
+                        f"final_{size}x{size}.png")
     save_grid(path, parallel.to_host(textures))
     steps = int(parallel.to_host(stats.steps).sum(axis=0).mean())
-    logging.info("Synthesized %d texture(s) of %d×%d through %d critic(s) "
+    logging.info("Synthesized %d image(s) of %d×%d through %d critic(s) "
                  "(%d ascent steps each, %.1f s): %s", gen.num_images,
-                 gen.size, gen.size, int(state.cascade.count),
+                 size, size, int(state.cascade.count),
                  steps, time.perf_counter() - began, path)
   return state
 
