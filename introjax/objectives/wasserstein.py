@@ -93,11 +93,14 @@ def winn_classifier_loss(logits_fn, pos, labels, neg, key, alpha,
 
       L = CE(softmax(logits(x⁺)), y) + α (E f(x⁻) − E f(x⁺) + λ GP),
 
-  the ICN softmax term on the data plus α times eq. (5) with the penalty
-  after it. The multi-class network has no single critic output: §5.6 names
-  only the top-layer weights w^(1)_k of each class k, and pseudo-negatives
-  are made per class (eq. 6 with ICL eq. 10's own-class score), so the
-  critic of class k is its logit f_k(x) = w^(1)_k · φ(x). Each positive x⁺_i
+  §5.6's (unnumbered) equation: the softmax term of ICN on the data plus α
+  times WINN eq. (5) with §4.1's gradient penalty. The multi-class network
+  has no single critic output: §5.6 writes W_t = ⟨w^(0), w^(1)_1 … w^(1)_K⟩,
+  the top-layer weights of each class and nothing more, and pseudo-negatives
+  are made per class (ICL eq. 10: climbing w^(1)_k · φ(x); WINN eq. 6 with
+  that f), so the critic of class k is its logit f_k(x) = w^(1)_k · φ(x).
+  (The released code instead adds a linear "wass" head on the K logits; the
+  paper's W_t has no such weights.) Each positive x⁺_i
   of class y_i is paired with a pseudo-negative x⁻_i made for y_i; both
   are scored by f_{y_i}, and the penalty is taken on x̂_i = u x⁺_i + (1 − u)
   x⁻_i with ∇_x̂ f_{y_i}(x̂_i) (Algorithm 1's pairing, class by class, as

@@ -16,7 +16,9 @@ in the pseudo-negatives:
               α·(Wasserstein term + λ·gradient penalty) against
               pseudo-negatives synthesised WINN's way (below)
 
-All variants start from the same initial weights.
+All variants start from the same initial weights. The pool keeps each
+round's pseudo-negatives in class-major blocks, so a slot's class is
+(slot mod per_round) div l and no label array is needed.
 
 The WINN variant (configured under `config.winn`) keeps the pool, the
 starting noise and the evaluation, and changes two parts. Its classification
@@ -30,9 +32,7 @@ logit over `winn.threshold_positives_per_class` random training images of
 the class (§4.1's early stop, per class). A round is one pass of
 `train.epochs_per_round` epochs over the data, as for the baseline, so the
 two see the same positives in the same order and differ only by the α term
-from round 2 on (round 1 has no pseudo-negatives: α·(…) is masked). The pool keeps each
-round's pseudo-negatives in class-major blocks, so a slot's class is
-(slot mod per_round) div l and no label array is needed.
+from round 2 on (round 1 has no pseudo-negatives: α·(…) is masked).
 """
 import functools
 import json
