@@ -17,8 +17,8 @@ for the variant. Variants after a colon:
            the whole test set, 8 rounds (TFDS or npz as for `mnist`)
   tiny     a few steps, for tests
 Useful overrides: --config.icl.variants="('baseline','icl','winn')" adds
-ICL (trained with the same optimiser), --config.winn.alpha=0.0 makes the
-WINN variant the baseline, --config.winn.synthesis.optimizer=langevin,
+ICL (trained with the same optimiser), --config.winn.alpha=0.0 reduces
+WINN's loss to the baseline's, --config.winn.synthesis.optimizer=langevin,
 --config.seed=1.
 
 Settings from §5.6: Adam lr 0.001, β1 = 0 (β2 = 0.9, the released code's)
