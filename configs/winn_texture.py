@@ -81,6 +81,7 @@ def get_config(variant=""):
   c.generate.size = 256          # the final texture, larger than the source
   c.generate.patches = 320       # patches of the (size + 2·pad)² working
                                  # canvas per step: each pixel ~4× covered
+                                 # (other sizes keep this density)
   c.generate.num_images = 1
 
   c.log = ml_collections.ConfigDict()

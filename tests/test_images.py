@@ -19,6 +19,7 @@ from conftest import assert_trees_equal, load_config, restore_latest
 from introjax import parallel
 from introjax.data import datasets
 from introjax.errors import ConfigError, ConfigMismatchError, DataError
+from introjax.models import cascade as cascade_lib
 from introjax.models import critics
 from introjax.training import igm
 from introjax.training import images
@@ -180,7 +181,7 @@ def test_face_run_learns_and_writes_checkpoints_samples_and_swd(faces,
     assert r["synthesis_logit_end"] > r["synthesis_logit_start"]
   # The final critic scores real faces above round 1's negatives and the
   # final negatives above round 1's: they moved towards the data.
-  final = jax.tree.map(lambda c: c[0], face_runs["state"].cascade)
+  final = cascade_lib.critic(face_runs["state"].cascade, 0)
   f = lambda x: float(jnp.mean(faces.logits(final, x)))
   first = face_runs["round_1"]["state"]["negatives"]
   assert f(face_runs["state"].negatives) > f(first)
@@ -245,7 +246,7 @@ def test_igm_on_mock_svhn_stops_at_the_decision_boundary(tmp_path):
   # Every sample that stopped is frozen where the last critic scored it
   # across the boundary.
   logits = critics.critic_logits(critics.build_critic(config.model))
-  last = jax.tree.map(lambda c: c[-1], state.cascade)
+  last = cascade_lib.critic(state.cascade, int(state.cascade.count) - 1)
   above = int((np.asarray(logits(last, state.negatives)) > 0).sum())
   assert above >= rounds[-1]["synthesis_stopped_early"] > 0
   assert os.path.exists(tmp_path / "samples" / "final_16x16.png")

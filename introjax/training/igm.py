@@ -477,12 +477,17 @@ class TextureTrainer:
   # Synthesis step ---------------------------------------------------------
 
   def _patches_for(self, canvas_hw):
-    """Patches per canvas per ascent step: the training count on negatives,
-    `generate.patches` (or the training density) on other canvases."""
+    """Patches per canvas per ascent step: the training count on negatives;
+    on other canvases the density of `generate.patches` on the
+    `generate.size` working canvas, or else the training density."""
     if tuple(canvas_hw) == tuple(self.negative_shape[:2]):
       return self.patches_per_image
-    fixed = self.config.generate.get("patches", 0)
-    return fixed or anysize.patches_for_canvas(
+    gen = self.config.generate
+    fixed = gen.get("patches", 0)
+    if fixed and gen.get("size", 0):
+      side = gen.size + 2 * self.canvas_pad
+      return anysize.patches_for_canvas(fixed, (side, side), canvas_hw)
+    return anysize.patches_for_canvas(
         self.patches_per_image, self.negative_shape[:2], canvas_hw)
 
   def _ascent(self, params, canvas_hw):
