@@ -144,7 +144,9 @@ class Spec:
 
   @property
   def compute_dtype(self):
-    return "bfloat16" if self.precision == "bf16" else "float32"
+    """The models' `dtype` for this precision."""
+    from introjax.models.critics import compute_dtype
+    return compute_dtype("bfloat16" if self.precision == "bf16" else "float32")
 
 
 def _median_time(fn, repeats):
@@ -545,6 +547,7 @@ def _complete(row, spec, flops):
     row["peak_flops"] = peak_flops(row["device"], spec.precision)
   row["fraction_of_peak"] = (row["flops_per_second"] / row["peak_flops"]
                              if row["peak_flops"] and flops else None)
+  row["jax_over_torch"] = None  # set once both rows of the pair exist
   return row
 
 
