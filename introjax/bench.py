@@ -187,52 +187,49 @@ def _jax_inputs(spec):
                               spec.channels))
 
 
-def _jax_synthesis(spec):
-  import jax
+def _texture_climb(critic, steps):
+  """`params, x0, key -> (x, stats)`: `steps` ascent steps through one
+  texture critic."""
   from introjax.sampling.ascent import ascend, logit_ascent
   from introjax.sampling.stopping import FixedSteps
+  settings = _ascent_settings(LEARNING_RATE, steps)
+
+  def climb(params, x0, key):
+    logits = lambda x: critic.apply({"params": params}, x)
+    return ascend(logit_ascent(logits), x0, key, FixedSteps(), settings)
+  return climb
+
+
+def _jax_synthesis(spec):
+  import jax
   critic, init = _jax_texture_critic(spec)
-  params = init(jax.random.PRNGKey(0))
-
-  def program(steps):
-    settings = _ascent_settings(LEARNING_RATE, steps)
-    def synthesize(params, x0, key):
-      logits = lambda x: critic.apply({"params": params}, x)
-      return ascend(logit_ascent(logits), x0, key, FixedSteps(), settings)
-    return synthesize
-
-  args = (params, _jax_inputs(spec), jax.random.PRNGKey(2))
-  return program(spec.steps), args, program(1), args, spec.steps
+  args = (init(jax.random.PRNGKey(0)), _jax_inputs(spec),
+          jax.random.PRNGKey(2))
+  return (_texture_climb(critic, spec.steps), args,
+          _texture_climb(critic, 1), args, spec.steps)
 
 
 def _jax_cascade(spec):
   import jax
-  from introjax.sampling.ascent import ascend, logit_ascent
-  from introjax.sampling.stopping import FixedSteps
   critic, init = _jax_texture_critic(spec)
   cascade = jax.vmap(init)(jax.random.split(jax.random.PRNGKey(0),
                                             spec.critics))
-
-  def climb(settings):
-    def one_critic(params, x, key):
-      logits = lambda x: critic.apply({"params": params}, x)
-      return ascend(logit_ascent(logits), x, key, FixedSteps(), settings)[0]
-    return one_critic
-
-  settings = _ascent_settings(LEARNING_RATE, spec.steps)
+  climb = _texture_climb(critic, spec.steps)
 
   def generate(cascade, x0, key):
-    # IGM's generation: x climbs each critic of the stacked cascade in turn.
+    # IGM's generation (`TextureTrainer._generate_fn`): x climbs each critic
+    # of the stacked cascade in turn.
     def stage(x, inputs):
       params, key = inputs
-      return climb(settings)(params, x, key), None
+      return climb(params, x, key)[0], None
     keys = jax.random.split(key, spec.critics)
     return jax.lax.scan(stage, x0, (cascade, keys))[0]
 
+  one_step = lambda params, x, key: _texture_climb(critic, 1)(params, x,
+                                                              key)[0]
   x0, key = _jax_inputs(spec), jax.random.PRNGKey(2)
   first = jax.tree.map(lambda p: p[0], cascade)
-  return (generate, (cascade, x0, key),
-          climb(settings.replace(max_steps=1)), (first, x0, key),
+  return (generate, (cascade, x0, key), one_step, (first, x0, key),
           spec.steps * spec.critics)
 
 
@@ -313,9 +310,16 @@ def _device_peak(device):
   return stats.get("peak_bytes_in_use") if stats else None
 
 
+def _run_flops(one_step, step_args, steps):
+  """XLA's FLOP count of one timed run: one step's × steps."""
+  import jax
+  flops = _flops(jax.jit(one_step).lower(*step_args).compile())
+  return flops * steps if flops is not None else None
+
+
 def bench_jax(spec, repeats):
-  """Times `spec` in JAX; returns the row's measured fields and the XLA FLOP
-  count of one timed run (which the PyTorch row of the same work reuses)."""
+  """Times `spec` in JAX; the row's measured fields, with the XLA FLOP count
+  of one timed run (which the PyTorch row of the same work reuses)."""
   import jax
   device = jax.devices()[0]
   program, args, one_step, step_args, steps = _JAX_BUILDERS[spec.workload](
@@ -324,7 +328,7 @@ def bench_jax(spec, repeats):
   start = time.perf_counter()
   compiled = jax.jit(program).lower(*args).compile()
   compile_s = time.perf_counter() - start
-  step_flops = _flops(jax.jit(one_step).lower(*step_args).compile())
+  flops = _run_flops(one_step, step_args, steps)
   run = lambda: jax.block_until_ready(compiled(*args))
   seconds = _median_time(run, repeats)
   # The device's peak is a high-water mark over the process: it belongs to
@@ -335,7 +339,6 @@ def bench_jax(spec, repeats):
     memory, source = peak_after, "dev"
   else:
     memory, source = _xla_bytes(compiled), "xla"
-  flops = step_flops * steps if step_flops is not None else None
   return dict(backend="jax", device=device.device_kind,
               platform=device.platform, seconds=seconds,
               compile_seconds=compile_s, peak_memory_bytes=memory,
@@ -618,8 +621,7 @@ def main(argv):
       use_torch = False
   print(f"{_cpus()} CPU cores; {_STEPS.value} steps per run, median of "
         f"{_REPEATS.value} runs; network {list(specs[0].features)}")
-  table = format_table([]).splitlines()
-  print(table[0], flush=True)
+  print(format_table([]), flush=True)
   rows = []
   for spec in specs:
     jax_row = (bench_jax(spec, _REPEATS.value) if _BACKEND.value != "torch"
@@ -642,10 +644,7 @@ def main(argv):
 
 def _jax_flops_only(spec):
   """XLA's FLOP count of one run of `spec`, without timing JAX."""
-  import jax
-  _, _, one_step, step_args, steps = _JAX_BUILDERS[spec.workload](spec)
-  flops = _flops(jax.jit(one_step).lower(*step_args).compile())
-  return flops * steps if flops is not None else None
+  return _run_flops(*_JAX_BUILDERS[spec.workload](spec)[2:])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The benchmark command: its table and JSON for every workload, batch list
 and precision on tiny sizes, the PyTorch reference optional, and the FLOP
 count behind the FLOP/s column (speed itself is never asserted in tests)."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -108,7 +109,7 @@ def test_flop_count_is_per_step_times_steps():
                     patch=16, channels=3, features=(4, 8), steps=3)
   flops = bench._jax_flops_only(spec)
   assert bench._jax_flops_only(
-      bench.Spec(**{**spec.__dict__, "steps": 6})) == pytest.approx(2 * flops)
+      dataclasses.replace(spec, steps=6)) == pytest.approx(2 * flops)
   # 5×5 stride-2 SAME convs: 16² → 8² → 4², 2 FLOPs per multiply-add.
   forward = 2 * 4 * 25 * (3 * 4 * 8 * 8 + 4 * 8 * 4 * 4)
   assert 1.8 * forward * 3 < flops < 3.5 * forward * 3
