@@ -79,6 +79,15 @@ def get_config(variant=""):
   c.log = ml_collections.ConfigDict()
   c.log.num_samples = 8          # negatives shown in each round's PNG
 
+  # FID and Inception score of each round's negatives against as many real
+  # crops: off until this names pytorch-fid's pt_inception-2015-12-05-
+  # 6726825d.pth or an .npz converted from it (README: "Inception score
+  # and FID"). Nothing is downloaded.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.inception_weights = ""
+  c.eval.inception_splits = 10   # Inception score parts (≤ the negatives)
+  c.eval.inception_batch = 50    # images per Inception forward pass
+
   if variant == "paper":
     c.rounds = 70
     c.data.image_size, c.data.pad = 256, 32

@@ -41,6 +41,22 @@ def unknown_overrides(argv, config):
   return [k for k in keys if k not in known]
 
 
+# Other spellings of a config key, accepted on the command line. Every
+# optimiser step of a round runs inside one compiled loop, so the finest
+# profiler trace is one round: "a trace of a few steps" is profile_round.
+ALIASES = {"profile_steps": "profile_round"}
+
+
+def resolve_aliases(argv):
+  """argv with `--config.<alias>=…` spelled as the key it stands for."""
+  def resolve(arg):
+    m = re.match(r"--config\.([\w.]+)(=.*|$)", arg)
+    if m and m.group(1) in ALIASES:
+      return f"--config.{ALIASES[m.group(1)]}{m.group(2)}"
+    return arg
+  return [resolve(a) for a in argv]
+
+
 def check_overrides(argv):
   """Raises ConfigError naming unknown `--config.` keys and the valid ones."""
   spec = next((a.split("=", 1)[1] for a in argv

@@ -19,20 +19,12 @@ import os
 from absl import flags
 from absl import logging
 import jax
-import ml_collections
 
-from introjax import checkpoint as ckpt_lib
 from introjax import cli
-from introjax import parallel
 from introjax.data import images as image_data
-from introjax.errors import UserError
 from introjax.eval.images import save_grid
+from introjax.saved import load_model
 from introjax.training import harness
-from introjax.training.igm import TextureIGM
-from introjax.training.winn import TextureWINN
-
-# The texture trainers whose saved cascades this entry point can sample.
-TEXTURE_MODELS = {"igm": TextureIGM, "winn": TextureWINN}
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.",
                                required=True)
@@ -53,40 +45,12 @@ _CONTENT_SIZE = flags.DEFINE_integer("content_size", 256, "Style transfer: the "
 _OUT = flags.DEFINE_string("out", None, "PNG path to write.")
 
 
-def load_model(workdir, round_index=None):
-  """(texture model, cascade, round) from the checkpoints in `workdir`."""
-  checkpoints = ckpt_lib.Checkpointer(workdir)
-  try:
-    latest = checkpoints.latest_round()
-    if latest is None:
-      raise UserError(f"No checkpoint in {checkpoints.directory}; train first"
-                      " with python -m introjax.main --workdir="
-                      f"{workdir} --config=...")
-    round_index = latest if round_index is None else round_index
-    if round_index not in checkpoints.all_rounds():
-      raise UserError(
-          f"No checkpoint of round {round_index} in {checkpoints.directory}; "
-          f"it holds rounds {checkpoints.all_rounds()}.")
-    meta = checkpoints.restore_meta(round_index)
-    config = ml_collections.ConfigDict(meta["config"])
-    if config.trainer not in TEXTURE_MODELS:
-      raise UserError(
-          f"{workdir} holds a {config.trainer!r} model; introjax.sample draws"
-          f" textures from {' or '.join(TEXTURE_MODELS)} workdirs only.")
-    model = TEXTURE_MODELS[config.trainer](config, parallel.make_mesh())
-    items = checkpoints.restore(
-        round_index, model.restore_targets(meta, only_critics=True))
-  finally:
-    checkpoints.close()
-  return model, items["critics"], round_index
-
-
 def main(argv):
   del argv
   model, cascade, round_index = load_model(_WORKDIR.value, _ROUND.value)
   config = model.config
   key = jax.random.PRNGKey(_SEED.value)
-  num_critics = jax.tree.leaves(cascade)[0].shape[0]
+  num_critics = int(cascade.count)
   if _CONTENT.value:
     content = image_data.load_image(_CONTENT.value, size=_CONTENT_SIZE.value,
                                     channels=model.canvas_shape[2])
@@ -101,12 +65,14 @@ def main(argv):
                  "each): %s", _CONTENT.value, round_index, num_critics, alpha,
                  steps, out)
     return
-  size = _SIZE.value or config.generate.size
+  # Image models default to their images' size.
+  size = (_SIZE.value or config.generate.get("size", 0)
+          or model.negative_shape[0])
   textures, _ = model.generate(cascade, _NUM.value, size, key)
   out = _OUT.value or os.path.join(harness.samples_dir(_WORKDIR.value),
                                    f"sample_{size}x{size}_seed{_SEED.value}.png")
   save_grid(out, jax.device_get(textures))
-  logging.info("Synthesized %d texture(s) of %d×%d with round %d's %d "
+  logging.info("Synthesized %d image(s) of %d×%d with round %d's %d "
                "critic(s): %s", _NUM.value, size, size, round_index,
                num_critics, out)
 

@@ -1,16 +1,30 @@
-r"""Runs one config over several seeds and summarises the results.
+r"""Runs one config over a grid (or list) of overrides and several seeds, and
+summarises the results.
 
     python launch/sweep.py --config=configs/icl_digits.py \
         --root=runs/icl_digits_seeds --seeds=0,1,2 [-- --config.icl.mode=one_vs_all]
+    python launch/sweep.py --config=configs/icl_digits.py --root=runs/lr \
+        --grid="train.learning_rate=0.01,0.001;icl.mode=softmax,one_vs_all"
+    python launch/sweep.py --config=configs/igm_texture.py --root=runs/pts \
+        --points="igm.single=True,train.learning_rate=0.01;igm.single=False"
 
-Each seed trains in ROOT/seed_N (rerunning resumes, as with introjax.main);
-then ROOT/summary.md holds the mean ± std of every number in the runs'
-results.json (test errors, FGSM table). --print_only prints the commands
-instead, for dispatching them to other machines; --summarize_only summarises
-finished runs.
+--grid: axes separated by ";", each "key=v1,v2,…"; every combination is a
+point. --points: points separated by ";", each "key=v,key=v,…". Values may
+not contain "," or ";" (give tuples through the overrides after "--").
+
+Each (point, seed) trains in ROOT/<point>/seed_N, <point> spelling its
+overrides (ROOT/seed_N without a grid); rerunning resumes, as with
+introjax.main. Runs go one after another; ROOT/summary.md then holds one
+row per point: the mean ± std over seeds of every number of the runs'
+final results (results.json, else the last line of metrics.jsonl).
+--print_only prints the introjax.main commands instead, --emit_pod_commands
+the launch/tpu_pod.py commands (with --pod_args) for a TPU slice;
+--summarize_only summarises finished runs.
 """
 import argparse
+import itertools
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -20,10 +34,87 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 from introjax.eval import summary as summary_lib  # pylint: disable=g-import-not-at-top
 
 
-def commands(config, root, seeds, extra):
-  return [[sys.executable, "-m", "introjax.main", f"--config={config}",
-           f"--workdir={os.path.join(root, f'seed_{s}')}",
-           f"--config.seed={s}", *extra] for s in seeds]
+class SweepError(ValueError):
+  """A malformed --grid or --points."""
+
+
+def _assignment(text, flag):
+  key, sep, value = text.partition("=")
+  if not sep or not key.strip() or not value.strip():
+    raise SweepError(f"{flag} has {text!r}, which is not key=value; write "
+                     "e.g. train.learning_rate=0.01.")
+  return key.strip().removeprefix("--config.").removeprefix("config."), \
+      value.strip()
+
+
+def parse_grid(text):
+  """"a=1,2;b=x,y" -> the 4 points [(("a","1"),("b","x")), …] in order."""
+  axes = []
+  for axis in filter(None, (a.strip() for a in text.split(";"))):
+    key, values = _assignment(axis, "--grid")
+    axes.append([(key, v.strip()) for v in values.split(",") if v.strip()])
+  return [tuple(p) for p in itertools.product(*axes)]
+
+
+def parse_points(text):
+  """"a=1,b=x;a=2" -> [(("a","1"),("b","x")), (("a","2"),)]."""
+  return [tuple(_assignment(a, "--points") for a in point.split(",")
+                if a.strip())
+          for point in text.split(";") if point.strip()]
+
+
+def point_name(point):
+  """A folder name spelling the point's overrides ("" without any)."""
+  name = "__".join(f"{k}={v}" for k, v in point)
+  return re.sub(r"[^A-Za-z0-9_.=+-]", "-", name)
+
+
+def point_flags(point):
+  return [f"--config.{k}={v}" for k, v in point]
+
+
+def workdir(root, point, seed):
+  return os.path.join(root, point_name(point), f"seed_{seed}")
+
+
+def runs(config, root, points, seeds, extra):
+  """[(point, seed, workdir, introjax.main arguments)] for every run."""
+  return [(p, s, workdir(root, p, s),
+           [f"--config={config}", f"--workdir={workdir(root, p, s)}",
+            f"--config.seed={s}", *point_flags(p), *extra])
+          for p in points for s in seeds]
+
+
+def commands(config, root, seeds, extra, points=((),)):
+  """The introjax.main commands, one per (point, seed)."""
+  return [[sys.executable, "-m", "introjax.main", *args]
+          for *_, args in runs(config, root, points, seeds, extra)]
+
+
+def pod_commands(config, root, seeds, extra, points, pod_args):
+  """The launch/tpu_pod.py command of each (point, seed)."""
+  out = []
+  for _, _, folder, args in runs(config, root, points, seeds, extra):
+    overrides = [a for a in args if a.startswith("--config.")]
+    out.append(["python", "launch/tpu_pod.py", *shlex.split(pod_args),
+                f"--config={config}", f"--workdir={folder}", "--",
+                *overrides])
+  return out
+
+
+def summary_table(config, root, points, seeds, extra):
+  """summary.md's text: one row per point over its seeds."""
+  rows = {}
+  for point in points:
+    folders = [workdir(root, point, s) for s in seeds]
+    rows[point_name(point) or "(config)"] = summary_lib.summarize(
+        [summary_lib.load_final(f) for f in folders],
+        skip=("seed", "round", "round_seconds", "rounds"))
+  title = f"{config} {' '.join(extra)} over seeds " \
+          f"{','.join(map(str, seeds))}".strip()
+  if len(points) == 1:
+    return summary_lib.summary_markdown(next(iter(rows.values())), title)
+  return summary_lib.grid_markdown(rows, title)
 
 
 def main(argv=None):
@@ -34,26 +125,48 @@ def main(argv=None):
   parser.add_argument("--config", required=True)
   parser.add_argument("--root", required=True)
   parser.add_argument("--seeds", default="0,1,2")
+  parser.add_argument("--grid", default="")
+  parser.add_argument("--points", default="")
   parser.add_argument("--print_only", action="store_true")
+  parser.add_argument("--emit_pod_commands", action="store_true")
+  parser.add_argument("--pod_args", default="", help="tpu_pod.py's own "
+                      "flags for --emit_pod_commands, e.g. \"--name=v4 "
+                      "--zone=us-central2-b --accelerator_type=v4-32 "
+                      "--runtime_version=tpu-ubuntu2204-base\"")
   parser.add_argument("--summarize_only", action="store_true")
   args = parser.parse_args(own)
+  try:
+    if args.grid and args.points:
+      raise SweepError("Give --grid or --points, not both.")
+    points = (parse_grid(args.grid) if args.grid else
+              parse_points(args.points) if args.points else [()])
+    if not points:
+      raise SweepError("--grid/--points name no point; write e.g. "
+                       "--grid=train.learning_rate=0.01,0.001.")
+  except SweepError as e:
+    print(f"sweep.py: {e}", file=sys.stderr)
+    return 2
   seeds = [int(s) for s in args.seeds.split(",")]
-  runs = commands(args.config, args.root, seeds, extra)
+  if args.emit_pod_commands:
+    print("\n".join(shlex.join(c) for c in pod_commands(
+        args.config, args.root, seeds, extra, points, args.pod_args)))
+    return 0
+  todo = runs(args.config, args.root, points, seeds, extra)
   if args.print_only:
-    print("\n".join(shlex.join(c) for c in runs))
+    print("\n".join(shlex.join([sys.executable, "-m", "introjax.main", *a])
+                    for *_, a in todo))
     return 0
   if not args.summarize_only:
-    for seed, command in zip(seeds, runs):
-      print(f"[sweep] seed {seed}: {shlex.join(command)}", flush=True)
+    for point, seed, _, run_args in todo:
+      command = [sys.executable, "-m", "introjax.main", *run_args]
+      label = f"{point_name(point) or 'config'} seed {seed}"
+      print(f"[sweep] {label}: {shlex.join(command)}", flush=True)
       code = subprocess.call(command)
       if code:
-        print(f"[sweep] seed {seed} failed (exit {code}); stopping.",
+        print(f"[sweep] {label} failed (exit {code}); stopping.",
               file=sys.stderr)
         return code
-  workdirs = [os.path.join(args.root, f"seed_{s}") for s in seeds]
-  summary = summary_lib.summarize(summary_lib.load_results(workdirs))
-  title = f"{args.config} {' '.join(extra)} over seeds {args.seeds}".strip()
-  text = summary_lib.summary_markdown(summary, title)
+  text = summary_table(args.config, args.root, points, seeds, extra)
   with open(os.path.join(args.root, "summary.md"), "w") as f:
     f.write(text)
   print(text)

@@ -1,5 +1,5 @@
-"""Compares IGM on a 1-device mesh with an 8-device mesh; run with
-XLA_FLAGS=--xla_force_host_platform_device_count=8.
+"""Compares IGM and WINN texture trainers on a 1-device mesh with an
+8-device mesh; run with XLA_FLAGS=--xla_force_host_platform_device_count=8.
 
 Each round is compared from the same starting state. (Over several rounds
 the two drift apart a little: Adam on the input turns float rounding in
@@ -17,6 +17,7 @@ from conftest import load_config  # pylint: disable=wrong-import-position
 from introjax import parallel  # pylint: disable=wrong-import-position
 from introjax.training import harness  # pylint: disable=wrong-import-position
 from introjax.training.igm import TextureIGM  # pylint: disable=wrong-import-position
+from introjax.training.winn import TextureWINN  # pylint: disable=wrong-import-position
 
 
 def close(a, b, what, atol):
@@ -27,24 +28,18 @@ def close(a, b, what, atol):
 
 def moved_to(model, state):
   """`state` placed with `model`'s shardings (on its mesh)."""
-  num = jax.tree.leaves(state.cascade)[0].shape[0] if state.cascade else 0
-  targets = model.restore_targets({"num_critics": max(num, 1)})
-  items = model.checkpoint_items(state)
-  if state.cascade is None:
-    items["critics"] = jax.tree.map(lambda p: p[None], state.critic)
+  targets = model.restore_targets(model.checkpoint_meta(state))
   placed = jax.tree.map(lambda x, t: jax.device_put(np.asarray(x), t.sharding),
-                        items, targets)
-  moved = model.from_items(placed)
-  return moved if state.cascade is not None else moved.replace(cascade=None)
+                        model.checkpoint_items(state), targets)
+  return model.from_items(placed)
 
 
-def main():
-  devices = jax.devices()
-  print("devices:", len(devices))
-  assert len(devices) == 8, "set XLA_FLAGS=--xla_force_host_platform_device_count=8"
-  config = load_config("igm_texture.py:tiny")
-  one = TextureIGM(config, parallel.make_mesh(devices[:1]))
-  eight = TextureIGM(config, parallel.make_mesh(devices))
+def compare(trainer_cls, spec, devices):
+  """Rounds, generation and a resumed run of `trainer_cls` on the tiny
+  config `spec`: 8 devices give what 1 device gives."""
+  config = load_config(spec)
+  one = trainer_cls(config, parallel.make_mesh(devices[:1]))
+  eight = trainer_cls(config, parallel.make_mesh(devices))
 
   state = one.init_state()
   close(state, eight.init_state(), "initial state", 0)
@@ -72,7 +67,15 @@ def main():
     config.rounds = 2
     resumed = harness.run_rounds(eight, config, workdir)
   assert len(resumed.pool.images.sharding.device_set) == 8
-  print("1-device and 8-device results match")
+  print(f"{trainer_cls.__name__}: 1-device and 8-device results match")
+
+
+def main():
+  devices = jax.devices()
+  print("devices:", len(devices))
+  assert len(devices) == 8, "set XLA_FLAGS=--xla_force_host_platform_device_count=8"
+  compare(TextureIGM, "igm_texture.py:tiny", devices)
+  compare(TextureWINN, "winn_texture.py:tiny", devices)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from introjax import parallel
 from introjax.training import harness
 from introjax.training import icl
 from introjax.training import igm
+from introjax.training import winn
 
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
@@ -73,6 +74,16 @@ def igm_compiles(tmp_path_factory):
                              tmp_path_factory.mktemp("igm"))
 
 
+@pytest.fixture(scope="module")
+def winn_cascade_compiles(tmp_path_factory):
+  """WINN with two critics of two rounds each: round 3 starts the second."""
+  def build(config, mesh):
+    config.winn.cascade, config.rounds = 2, 4
+    return winn.TextureWINN(config, mesh)
+  return _compiles_per_round(build, "winn_texture.py:tiny",
+                             tmp_path_factory.mktemp("winn"), rounds=4)
+
+
 def test_icl_round_3_compiles_nothing(icl_compiles):
   assert icl_compiles[1]["jit(_train_fn)"] >= 1
   assert icl_compiles[2]["jit(_negatives_fn)"] >= 1  # synthesis starts
@@ -84,10 +95,6 @@ def test_icl_round_2_does_not_recompile_the_classification_step(
   assert not icl_compiles[2]["jit(_train_fn)"], icl_compiles[2]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "igm.py run_round grows the cascade with an eager jnp.concatenate, one "
-    "critic more every round: a new shape, so a new compilation per "
-    "parameter leaf every round."))
 def test_igm_round_3_compiles_nothing(igm_compiles):
   assert igm_compiles[1]["jit(_train_critic_fn)"] >= 1
   assert igm_compiles[1]["jit(_synthesize_fn)"] >= 1
@@ -95,8 +102,15 @@ def test_igm_round_3_compiles_nothing(igm_compiles):
 
 
 def test_igm_steps_compile_once(igm_compiles):
-  """The compiled round itself (classification, synthesis, pool update)
-  compiles in round 1 only, whatever the cascade does."""
-  steps = ("jit(_train_critic_fn)", "jit(_synthesize_fn)", "jit(pool_add)")
+  """The compiled round itself (classification, synthesis, pool and cascade
+  updates) compiles in round 1 only."""
+  steps = ("jit(_train_critic_fn)", "jit(_synthesize_fn)", "jit(pool_add)",
+           "jit(put)")
   for t in (2, 3):
     assert not any(igm_compiles[t][s] for s in steps), igm_compiles[t]
+
+
+def test_winn_cascade_compiles_nothing_after_round_1(winn_cascade_compiles):
+  assert winn_cascade_compiles[1]["jit(_train_critic_fn)"] >= 1
+  for t in (2, 3, 4):
+    assert not winn_cascade_compiles[t], (t, winn_cascade_compiles[t])

@@ -38,3 +38,13 @@ def test_profile_round_zero_and_configs_without_it_write_no_trace(tmp_path):
   for name in ("off", "absent"):
     assert not (tmp_path / name / "profile").exists()
     assert (tmp_path / name / "metrics.jsonl").exists()
+
+
+def test_profile_steps_is_the_command_line_spelling_of_profile_round():
+  from introjax import config_utils
+  argv = ["main.py", "--config=configs/icl_digits.py",
+          "--config.profile_steps=3", "--config.rounds=4"]
+  resolved = config_utils.resolve_aliases(argv)
+  assert resolved == ["main.py", "--config=configs/icl_digits.py",
+                      "--config.profile_round=3", "--config.rounds=4"]
+  config_utils.check_overrides(resolved[1:])  # a known key after resolving

@@ -1,7 +1,9 @@
 """The IGM trainer end to end on the tiny config: learning, outputs, resume,
 and every bad input stopping with one sentence while checkpoints survive."""
+import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -15,6 +17,7 @@ from conftest import (REPO, assert_trees_equal, load_config, restore_latest,
                       subprocess_env)
 from introjax import parallel
 from introjax.data.images import texture_canvas
+from introjax.models import cascade as cascade_lib
 from introjax.errors import (ConfigMismatchError, ImageError, NonFiniteError,
                              WorkdirError)
 from introjax.sampling import anysize
@@ -40,7 +43,7 @@ def test_tiny_run_learns_and_writes_its_outputs(trained):
   model = TextureIGM(config, parallel.make_mesh())
   # Round 1's critic, trained on the texture against p0's noise, separates
   # positive patches from fresh noise.
-  first = jax.tree.map(lambda c: c[0], state.cascade)
+  first = cascade_lib.critic(state.cascade, 0)
   critic = lambda x: model.logits(first, x)
   positives = anysize.extract_patches(
       model.positive, anysize.random_origins(
@@ -56,7 +59,7 @@ def test_tiny_run_learns_and_writes_its_outputs(trained):
   for r in rounds:
     assert r["synthesis_logit_end"] > r["synthesis_logit_start"]
   # The cascade holds one critic per round.
-  assert jax.tree.leaves(state.cascade)[0].shape[0] == config.rounds
+  assert int(state.cascade.count) == state.cascade.capacity == config.rounds
   samples = os.listdir(os.path.join(workdir, "samples"))
   assert {"round_001.png", "round_002.png", "final_32x32.png"} <= set(samples)
   final = Image.open(os.path.join(workdir, "samples", "final_32x32.png"))
@@ -68,7 +71,7 @@ def test_igm_single_keeps_one_critic(tmp_path, tiny_config):
   tiny_config.igm.single = True
   tiny_config.generate.num_images = 0
   state = train_and_evaluate(tiny_config, str(tmp_path))
-  assert jax.tree.leaves(state.cascade)[0].shape[0] == 1
+  assert int(state.cascade.count) == state.cascade.capacity == 1
 
 
 def test_resumed_run_equals_uninterrupted_run(trained, tmp_path, monkeypatch):
@@ -111,6 +114,33 @@ def test_sample_and_style_transfer_from_saved_model(trained):
   assert styled.shape == content.shape
   assert not np.allclose(styled, content, atol=1e-3)
   assert np.all(stats.last_logit > stats.first_logit)
+
+
+def test_generation_ignores_the_unused_part_of_the_cascade(trained):
+  config, _, state = trained
+  model = TextureIGM(config, parallel.make_mesh())
+  first = cascade_lib.critic(state.cascade, 0)
+  alone = cascade_lib.put(cascade_lib.empty_cascade(first, 1), first, 0)
+  roomy = cascade_lib.put(cascade_lib.empty_cascade(first, 3), first, 0)
+  key = jax.random.PRNGKey(5)
+  x_alone, stats_alone = model.generate(alone, 2, 24, key)
+  x_roomy, stats_roomy = model.generate(roomy, 2, 24, key)
+  np.testing.assert_array_equal(x_alone, x_roomy)
+  np.testing.assert_array_equal(stats_alone.steps[0], stats_roomy.steps[0])
+  assert not stats_roomy.steps[1:].any()
+
+
+def test_resuming_with_more_rounds_grows_the_cascade(trained, tmp_path):
+  config, workdir, state = trained
+  shutil.copytree(workdir, tmp_path / "more")
+  config = copy.deepcopy(config)
+  config.rounds += 1
+  config.generate.num_images = 0
+  longer = train_and_evaluate(config, str(tmp_path / "more"))
+  assert int(longer.cascade.count) == longer.cascade.capacity == config.rounds
+  for i in range(config.rounds - 1):
+    assert_trees_equal(cascade_lib.critic(longer.cascade, i),
+                       cascade_lib.critic(state.cascade, i))
 
 
 def run_cli(module, *args):

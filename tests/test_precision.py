@@ -28,8 +28,11 @@ def _networks():
   winn = ml_collections.ConfigDict(dict(name="winn", features=(8, 16)))
   icl = ml_collections.ConfigDict(dict(name="icl_conv", features=(8, 16),
                                        kernel_size=5))
+  resnet = ml_collections.ConfigDict(dict(name="resnet_critic", features=8,
+                                          norm="layer"))
   return [
       ("dcgan", lambda dtype: critics.build_critic(dcgan, dtype)),
+      ("resnet_critic", lambda dtype: critics.build_critic(resnet, dtype)),
       ("winn", lambda dtype: critics.build_critic(winn, dtype)),
       ("icl_conv", lambda dtype: classifiers.build_classifier(icl, 3, dtype)),
   ]

@@ -46,3 +46,72 @@ def test_print_only_lists_one_command_per_seed():
   assert len(lines) == 2
   assert "--workdir=runs/x/seed_4" in lines[1]
   assert lines[1].endswith("--config.seed=4 --config.icl.mode=one_vs_all")
+
+
+def _sweep(*args):
+  return subprocess.run([sys.executable, "launch/sweep.py", *args], cwd=REPO,
+                        env=subprocess_env(), capture_output=True, text=True,
+                        timeout=120)
+
+
+def test_grid_is_every_combination_with_one_workdir_each():
+  result = _sweep("--config=configs/icl_digits.py", "--root=r", "--seeds=0,1",
+                  "--grid=train.learning_rate=0.01,0.001;icl.mode=softmax,"
+                  "one_vs_all", "--print_only", "--", "--config.rounds=3")
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.strip().splitlines()
+  assert len(lines) == 8
+  workdirs = [l.split("--workdir=")[1].split()[0] for l in lines]
+  assert len(set(workdirs)) == 8
+  assert workdirs[0] == ("r/train.learning_rate=0.01__icl.mode=softmax/"
+                         "seed_0")
+  last = lines[-1]
+  assert "seed_1" in last and "--config.seed=1" in last
+  assert ("--config.train.learning_rate=0.001 --config.icl.mode=one_vs_all "
+          "--config.rounds=3") in last
+
+
+def test_points_and_pod_commands():
+  result = _sweep("--config=configs/igm_texture.py", "--root=gs://b/r",
+                  "--seeds=0", "--points=igm.single=True,train.max_steps=5;"
+                  "igm.single=False", "--emit_pod_commands",
+                  "--pod_args=--name=v4 --zone=z --accelerator_type=v4-32")
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.strip().splitlines()
+  assert lines == [
+      "python launch/tpu_pod.py --name=v4 --zone=z --accelerator_type=v4-32 "
+      "--config=configs/igm_texture.py --workdir=gs://b/r/igm.single=True__"
+      "train.max_steps=5/seed_0 -- --config.seed=0 --config.igm.single=True "
+      "--config.train.max_steps=5",
+      "python launch/tpu_pod.py --name=v4 --zone=z --accelerator_type=v4-32 "
+      "--config=configs/igm_texture.py --workdir=gs://b/r/igm.single=False/"
+      "seed_0 -- --config.seed=0 --config.igm.single=False"]
+
+
+def test_malformed_grid_is_refused_in_one_sentence():
+  result = _sweep("--config=c.py", "--root=r", "--grid=train.learning_rate",
+                  "--print_only")
+  assert result.returncode == 2
+  assert "not key=value" in result.stderr
+
+
+def test_grid_summary_has_one_row_per_point(tmp_path):
+  """Texture runs have no results.json: their last metrics line counts."""
+  losses = {("True", 0): 0.5, ("True", 1): 0.7, ("False", 0): 0.2,
+            ("False", 1): 0.4}
+  for (single, seed), loss in losses.items():
+    folder = tmp_path / f"igm.single={single}" / f"seed_{seed}"
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text(
+        json.dumps({"round": 1, "train_loss": 9.0}) + "\n" +
+        json.dumps({"round": 2, "train_loss": loss, "round_seconds": 1.0}) +
+        "\n")
+  result = _sweep("--config=configs/igm_texture.py", f"--root={tmp_path}",
+                  "--seeds=0,1", "--grid=igm.single=True,False",
+                  "--summarize_only")
+  assert result.returncode == 0, result.stderr
+  written = (tmp_path / "summary.md").read_text()
+  assert "| point | train_loss |" in written
+  assert "| igm.single=True | 0.6 ± 0.14 (2) |" in written
+  assert "| igm.single=False | 0.3 ± 0.14 (2) |" in written
+  assert "round_seconds" not in written

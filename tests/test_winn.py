@@ -19,6 +19,7 @@ from conftest import (REPO, assert_trees_equal, load_config, restore_latest,
                       subprocess_env)
 from introjax import parallel
 from introjax.errors import NonFiniteError
+from introjax.models import cascade as cascade_lib
 from introjax.models import winn as winn_models
 from introjax.objectives import wasserstein
 from introjax.sampling import anysize
@@ -78,7 +79,7 @@ def test_tiny_run_learns_and_writes_its_outputs(model, runs):
   # is judged on the critic: the final critic's Wasserstein estimate
   # E f(x⁺) − E f(x⁻) is smaller for the final negatives than for round
   # 1's, i.e. the final negatives are closer to the data in its eyes.
-  final = jax.tree.map(lambda c: c[0], runs["state"].cascade)
+  final = cascade_lib.critic(runs["state"].cascade, 0)
   f = lambda x: float(jnp.mean(model.logits(final, x)))
   first = runs["round_1"]["state"]["negatives"]
   assert f(runs["state"].negatives) > f(first) + 0.1
@@ -89,7 +90,7 @@ def test_tiny_run_learns_and_writes_its_outputs(model, runs):
       model.patch)
   assert f(positives) > f(first)
   # WINN-single keeps one critic; PNGs of every round and the final texture.
-  assert jax.tree.leaves(runs["state"].cascade)[0].shape[0] == 1
+  assert int(runs["state"].cascade.count) == 1
   samples = os.listdir(os.path.join(runs["full"], "samples"))
   assert {"round_001.png", "round_003.png", "final_32x32.png"} <= set(samples)
   final_png = Image.open(os.path.join(runs["full"], "samples",
@@ -126,11 +127,10 @@ def test_cascade_of_two_critics(tmp_path):
   model = TextureWINN(config, parallel.make_mesh())
   full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
   state = train(model, full)
-  assert jax.tree.leaves(state.cascade)[0].shape[0] == 2
+  assert int(state.cascade.count) == state.cascade.capacity == 2
   # The two critics differ: the second went on training after the first
   # was frozen at the end of round 2.
-  first, second = [jax.tree.map(lambda c: c[i], state.cascade)
-                   for i in range(2)]
+  first, second = [cascade_lib.critic(state.cascade, i) for i in range(2)]
   assert not np.allclose(jax.tree.leaves(first)[0],
                          jax.tree.leaves(second)[0])
   # Cascade 2 started from the last negatives of cascade 1 (eq. 8, §5.1):

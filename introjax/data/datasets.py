@@ -14,8 +14,10 @@ Three sources, chosen by `config.data.source`:
 Images stay uint8 until they are on the device: `to_unit_range` scales them
 inside the jitted step, which moves 4× fewer bytes than float32 would.
 
-Multi-host: every process loads the whole dataset (they are small here) and
-takes its own rows when building global batches.
+Multi-host: with `train_rows`, each process keeps only its own rows of the
+training split (TFDS: only those are decoded; grain slices the source), and
+the trainer assembles the global array from them; the test split is small
+and loaded whole by every process.
 """
 import dataclasses
 import os
@@ -44,17 +46,25 @@ class ArrayDataset:
     labels: (N,) int32 in [0, num_classes).
     num_classes: The number of classes the labels index.
     name: Where it came from, e.g. "digits", "mnist.npz", "tfds:cifar10".
+    total: Rows over every process when this process holds only some of
+      them (`load_classification`'s train_rows); 0: these are all.
   """
   images: np.ndarray
   labels: np.ndarray
   num_classes: int
   name: str
+  total: int = 0
+
+  @property
+  def num_rows(self):
+    """Rows over every process."""
+    return self.total or len(self.labels)
 
   def __len__(self):
     return len(self.labels)
 
 
-def load_classification(data):
+def load_classification(data, train_rows=None):
   """Loads the (train, test) datasets the config's data section names.
 
   Fields read from `data` (an ml_collections.ConfigDict): `source` ("digits",
@@ -63,10 +73,11 @@ def load_classification(data):
   `data_dir` ("" is TFDS's default), `train_split` and `test_split` (tfds;
   "+" joins splits, e.g. SVHN's "train+extra").
 
-  Every process loads the whole dataset, also on a multi-host run.
-
   Args:
     data: The config's `data` section.
+    train_rows: None (load the whole training split), or a function of the
+      split's size returning the rows [start, stop) this process keeps
+      (`parallel.process_rows`); stop may pass the end.
 
   Returns:
     (train, test) ArrayDatasets, validated against `data.num_classes`.
@@ -96,17 +107,26 @@ def load_classification(data):
   elif source == "tfds":
     tfds_name = data.get("name", "")
     data_dir = data.get("data_dir", "")
-    xtr, ytr = _tfds(tfds_name, data.get("train_split", "train"), data_dir,
-                     max_train, "train_split")
-    xte, yte = _tfds(tfds_name, data.get("test_split", "test"), data_dir,
-                     max_test, "test_split")
+    xtr, ytr, total = _tfds(tfds_name, data.get("train_split", "train"),
+                            data_dir, max_train, "train_split", train_rows)
+    xte, yte, _ = _tfds(tfds_name, data.get("test_split", "test"), data_dir,
+                        max_test, "test_split")
     name = f"tfds:{tfds_name}"
+    if train_rows is not None:  # already this process's rows
+      train = _make(xtr, ytr, 0, num_classes, name, "train", False)
+      test = _make(xte, yte, max_test, num_classes, name, "test", False)
+      return dataclasses.replace(train, total=total), test
   else:
     raise DataError(f"Unknown data source {source!r}; set "
                     f"--config.data.source to one of {', '.join(SOURCES)}.")
   # TFDS sources are already cut before decoding; cutting again is a no-op.
   train = _make(xtr, ytr, max_train, num_classes, name, "train", True)
   test = _make(xte, yte, max_test, num_classes, name, "test", False)
+  if train_rows is not None:
+    start, stop = train_rows(len(train))
+    train = dataclasses.replace(train, images=train.images[start:stop],
+                                labels=train.labels[start:stop],
+                                total=len(train))
   return train, test
 
 
@@ -221,8 +241,12 @@ def _npz(path):
   return tuple(out)
 
 
-def _tfds(name, split, data_dir, limit, split_key):
-  """Decodes the "+"-joined TFDS `split` into (images, labels) arrays."""
+def _tfds(name, split, data_dir, limit, split_key, rows=None, transform=None,
+          with_labels=True):
+  """Decodes the "+"-joined TFDS `split` (only the `rows` of it, if given)
+  into (images, labels, rows in the whole split); `transform` maps each
+  decoded image (e.g. a centre crop) before it is stored, and without labels
+  only 'image' is read (labels are zeros)."""
   import grain
   import tensorflow_datasets as tfds
   if not name:
@@ -237,21 +261,32 @@ def _tfds(name, split, data_dir, limit, split_key):
       [grain.MapDataset.source(s) for s in sources])
   if limit:
     ds = ds[:limit]
+  total = len(ds)
+  if rows is not None:
+    start, stop = rows(total)
+    ds = ds[min(start, total):min(stop, total)]
   n = len(ds)
   if not n:
-    return np.zeros((0, 1, 1, 1), np.uint8), np.zeros((0,), np.int32)
+    return np.zeros((0, 1, 1, 1), np.uint8), np.zeros((0,), np.int32), total
   first = ds[0]
-  if not isinstance(first, dict) or not {"image", "label"} <= first.keys():
+  needed = {"image", "label"} if with_labels else {"image"}
+  if not isinstance(first, dict) or not needed <= first.keys():
     keys = sorted(first) if isinstance(first, dict) else type(first).__name__
-    raise DataError(f"TFDS dataset {name!r} has features {keys}, not 'image' "
-                    "and 'label'; set --config.data.name to an image "
-                    "classification dataset.")
-  shape = np.shape(first["image"])
+    if with_labels:
+      raise DataError(f"TFDS dataset {name!r} has features {keys}, not "
+                      "'image' and 'label'; set --config.data.name to an "
+                      "image classification dataset.")
+    raise DataError(f"TFDS dataset {name!r} has features {keys}, no 'image';"
+                    " set --config.data.name to an image dataset.")
+  transform = transform or (lambda image: image)
+  shape = np.shape(transform(first["image"]))
   images = np.empty((n, *shape), np.uint8)
   labels = np.empty((n,), np.int64)
   # Only the two features travel: others (e.g. cifar10's string 'id') would
   # only slow the batching down.
-  ds = ds.map(lambda ex: (ex["image"], ex["label"])).batch(_TFDS_BATCH)
+  ds = ds.map(lambda ex: (transform(ex["image"]),
+                         ex["label"] if with_labels else 0))
+  ds = ds.batch(_TFDS_BATCH)
   # Threads decode batches in parallel (PNG decoding releases the GIL).
   options = grain.ReadOptions(num_threads=min(16, os.cpu_count() or 1),
                               prefetch_buffer_size=4)
@@ -264,7 +299,7 @@ def _tfds(name, split, data_dir, limit, split_key):
   except ValueError as e:  # np.stack/assignment of differing image shapes
     raise DataError(f"TFDS dataset {name!r} ({split}) has images of differing "
                     f"shapes ({e}); use a dataset with one image size.") from e
-  return images, labels
+  return images, labels, total
 
 
 def _tfds_source(tfds, name, split, data_dir, split_key):
@@ -307,6 +342,99 @@ def _tfds_source(tfds, name, split, data_dir, split_key):
       f"Could not read split {split!r} of TFDS dataset {name!r} in {root} "
       f"({type(cause).__name__}: {cause}); set --config.data.{split_key} to "
       f"one of its splits ({splits}), '+'-joined if needed.") from cause
+
+
+# Unlabelled images for the generative models -------------------------------
+
+IMAGE_SOURCES = ("lfw_subset", "tfds")
+# scikit-image's 200 grey 25×25 LFW faces are scaled up to this side: the
+# App. C critic halves its map per stage and App. D's initialiser doubles
+# 4×4 noise, so both need a side of 4·2^k, and 32 is the nearest one above
+# 25 (up-sampling keeps every pixel of the data; 16 would throw most away).
+LFW_SUBSET_SIZE = 32
+
+
+def load_images(data):
+  """The unlabelled training images the config's data section names, as
+  (N, S, S, C) uint8, and a name for them.
+
+  Fields read from `data`: `source` ("lfw_subset": scikit-image's bundled
+  faces, offline; "tfds": `name`, `split` ("+"-joins), `data_dir`),
+  `max_images` (0: all), `crop` (side of the centre square cut from each
+  image; 0: the largest), `image_size` (the square is resized to this; 0:
+  kept), `channels` (0: as stored; 1: grey; 3: RGB). Each image is cut and
+  resized as it is decoded, so a large dataset never sits in memory at its
+  stored size.
+
+  Raises:
+    DataError: the data is missing, not prepared, empty, or smaller than
+      `crop`.
+  """
+  source = data.get("source", "")
+  crop = int(data.get("crop", 0))
+  size = int(data.get("image_size", 0))
+  limit = int(data.get("max_images", 0))
+  if min(crop, size, limit) < 0:
+    raise DataError("data.crop, data.image_size and data.max_images must be "
+                    "≥ 0 (0: the whole image, its own size, all images).")
+  transform = lambda image: _square(image, crop, size)
+  if source == "lfw_subset":
+    import skimage.data
+    faces = skimage.data.lfw_subset()  # (200, 25, 25) floats in [0, 1]
+    faces = np.round(faces * 255.0).astype(np.uint8)[..., None]
+    if limit:
+      faces = faces[:limit]
+    images = np.stack([transform(face) for face in faces])
+    name = "lfw_subset"
+  elif source == "tfds":
+    tfds_name = data.get("name", "")
+    images, _, _ = _tfds(tfds_name, data.get("split", "train"),
+                         data.get("data_dir", ""), limit, "split",
+                         transform=transform, with_labels=False)
+    name = f"tfds:{tfds_name}"
+  else:
+    raise DataError(f"Unknown image source {source!r}; set "
+                    "--config.data.source to one of "
+                    f"{', '.join(IMAGE_SOURCES)}.")
+  if not len(images):
+    raise DataError(f"{name} has no images; check the data source and "
+                    "--config.data.max_images.")
+  return _with_channels(images, int(data.get("channels", 0))), name
+
+
+def _square(image, crop, size):
+  """The centre crop×crop square of an (H, W, C) uint8 image (crop 0: the
+  largest square), resized to size×size (size 0: kept)."""
+  image = np.asarray(image)
+  h, w = image.shape[:2]
+  side = crop or min(h, w)
+  if side > min(h, w):
+    raise DataError(f"data.crop={crop} is larger than the {h}×{w} images; "
+                    f"set --config.data.crop to at most {min(h, w)}.")
+  top, left = (h - side) // 2, (w - side) // 2
+  image = image[top:top + side, left:left + side]
+  if size and size != side:
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    grey = image.shape[-1] == 1
+    picture = Image.fromarray(image[..., 0] if grey else image)
+    image = np.asarray(picture.resize((size, size), Image.BICUBIC))
+    image = image[..., None] if grey else image
+  return image
+
+
+def _with_channels(images, channels):
+  """uint8 images with `channels` (1: luminance, 3: grey repeated; 0: kept)."""
+  have = images.shape[-1]
+  if channels in (0, have):
+    return images
+  if channels == 1 and have == 3:
+    grey = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114],
+                                                np.float32)
+    return np.round(grey).astype(np.uint8)[..., None]
+  if channels == 3 and have == 1:
+    return np.repeat(images, 3, axis=-1)
+  raise DataError(f"data.channels={channels} cannot be made from images "
+                  f"with {have} channels; use 0, 1 or 3.")
 
 
 def to_unit_range(images_uint8):

@@ -3,11 +3,31 @@
 Its shapes never change as rounds add negatives, so nothing recompiles; it
 is a ring over the last `capacity` negatives, each slot tagged with the
 round that made it, so sampling can favour recent rounds.
+
+At scale the pool is split over the mesh's `data` axis (capacity/D slots
+per device, e.g. a 100,000×64×64×3 float32 pool of 4.9 GB is 614 MB per
+device on 8 devices) and is never gathered to one device:
+
+* `pool_add` writes each device's own slots in place (`shard_map`); only
+  the round's batch (n images) travels, never the pool. Left to the SPMD
+  partitioner, a dynamic-offset write into a sharded axis all-gathers the
+  whole pool onto every device.
+* `pool_sample` draws slot indices from the `rounds` tags (capacity int32s,
+  the only pool-sized thing all devices see), and the trainers' crops of
+  the drawn slots compile to a gather on each device's own shard plus a
+  sum over devices of the batch (XLA's masked gather): traffic is the
+  batch, not the pool.
+
+Slot order is the same whatever the mesh, so 1 device and D devices (or D
+devices over several hosts) draw the same negatives.
+tests/pool_sharding_check.py checks both properties on 8 devices.
 """
 from flax import struct
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
+from introjax import parallel
 from introjax.errors import ConfigError
 
 
@@ -24,18 +44,57 @@ def empty_pool(capacity, image_shape, dtype=jnp.float32):
                       cursor=jnp.zeros((), jnp.int32))
 
 
-def pool_add(pool, batch, round_index):
+def pool_add(pool, batch, round_index, mesh=None):
   """Writes `batch` over the oldest slots. The capacity is a multiple of the
-  batch size, so a write never wraps."""
+  batch size, so a write never wraps. With a `mesh`, the pool and the batch
+  are split over its data axis and each device writes its own slots."""
   capacity, n = pool.images.shape[0], batch.shape[0]
   if capacity % n:
     raise ConfigError(f"Pool capacity {capacity} is not a multiple of the "
-                     f"{n} negatives added per round.")
-  images = jax.lax.dynamic_update_slice_in_dim(
-      pool.images, batch.astype(pool.images.dtype), pool.cursor, axis=0)
-  rounds = jax.lax.dynamic_update_slice_in_dim(
-      pool.rounds, jnp.full((n,), round_index, jnp.int32), pool.cursor, 0)
+                      f"{n} negatives added per round.")
+  tags = jnp.full((n,), round_index, jnp.int32)
+  batch = batch.astype(pool.images.dtype)
+  if mesh is None or mesh.size == 1:
+    write = lambda buf, new: jax.lax.dynamic_update_slice_in_dim(
+        buf, new, pool.cursor, axis=0)
+    return NegativePool(write(pool.images, batch), write(pool.rounds, tags),
+                        (pool.cursor + n) % capacity)
+  shard = capacity // mesh.size
+
+  def local(images, rounds, batch, tags, cursor):
+    # The whole batch (n rows) on every device, then each device writes the
+    # rows that land in its slots [first, first + shard).
+    batch = jax.lax.all_gather(batch, parallel.DATA, tiled=True)
+    tags = jax.lax.all_gather(tags, parallel.DATA, tiled=True)
+    first = jax.lax.axis_index(parallel.DATA) * shard
+    return (_write_window(images, batch, cursor - first),
+            _write_window(rounds, tags, cursor - first))
+
+  data = P(parallel.DATA)
+  images, rounds = jax.shard_map(
+      local, mesh=mesh, in_specs=(data, data, data, data, P()),
+      out_specs=(data, data))(pool.images, pool.rounds, batch, tags,
+                              pool.cursor)
   return NegativePool(images, rounds, (pool.cursor + n) % capacity)
+
+
+def _write_window(local, rows, offset):
+  """`local` with rows[i] written at local index offset + i wherever that
+  index is in range; the rest of `rows` belongs to other devices.
+
+  A static window of min(n, shard) slots always covers the rows that land
+  here, so the write reads and writes O(n) slots, in place.
+  """
+  shard, n = local.shape[0], rows.shape[0]
+  width = min(n, shard)
+  start = jnp.clip(offset, 0, shard - width)
+  window = jax.lax.dynamic_slice_in_dim(local, start, width)
+  source = start - offset + jnp.arange(width)   # row of `rows` per slot
+  hit = (source >= 0) & (source < n)
+  picked = rows[jnp.clip(source, 0, n - 1)]
+  hit = hit.reshape((width,) + (1,) * (local.ndim - 1))
+  return jax.lax.dynamic_update_slice_in_dim(
+      local, jnp.where(hit, picked, window), start, 0)
 
 
 def pool_sample(pool, key, n, current_round, recency_decay):

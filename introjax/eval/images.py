@@ -2,6 +2,7 @@
 import math
 import os
 
+import jax
 import numpy as np
 
 
@@ -28,7 +29,10 @@ def grid(images, columns=None, gap=2):
 
 
 def save_png(path, image):
-  """Writes one (H, W, C) uint8 image (C = 1 or 3)."""
+  """Writes one (H, W, C) uint8 image (C = 1 or 3); on a multi-host run
+  only process 0 writes, so a shared workdir gets one copy."""
+  if jax.process_index() != 0:
+    return
   from PIL import Image
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   image = image[..., 0] if image.shape[-1] == 1 else image

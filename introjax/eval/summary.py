@@ -47,3 +47,28 @@ def summary_markdown(summary, title):
   for path, (mean, std, n) in summary.items():
     lines.append(f"| {path} | {mean:.4g} | {std:.2g} | {n} |")
   return "\n".join(lines) + "\n"
+
+
+def load_final(workdir):
+  """A finished run's final numbers: results.json (classifiers), else the
+  last round of metrics.jsonl (texture models)."""
+  path = os.path.join(workdir, "results.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    lines = [line for line in f if line.strip()]
+  return json.loads(lines[-1])
+
+
+def grid_markdown(rows, title):
+  """One row per sweep point ({point: summarize(...)}), one column per
+  quantity all points share: "mean ± std (runs)"."""
+  common = sorted(set.intersection(*(set(s) for s in rows.values())))
+  lines = [f"# {title}", "", "| point | " + " | ".join(common) + " |",
+           "| --- |" + " --- |" * len(common)]
+  for point, summary in rows.items():
+    cells = [f"{summary[q][0]:.4g} ± {summary[q][1]:.2g} ({summary[q][2]})"
+             for q in common]
+    lines.append(f"| {point} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"

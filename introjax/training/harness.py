@@ -10,10 +10,12 @@ A trainer provides:
   from_items(items)                the state from restored items
   run_round(state, t)              -> (state, metrics dict of host numbers)
   checkpoint_meta(state)           JSON-safe facts needed to restore
-  write_samples(state, t, folder)  PNGs of round t (process 0 only)
+  write_samples(state, t, folder)  PNGs of round t (runs on every process;
+                                   save_png writes on process 0 only)
   progress(t, rounds, metrics, s)  the terminal line of round t
 
-Every trainer also gets `profile_round` (config.profile_round, 0: off): round
+Every trainer also gets `profile_round` (config.profile_round, 0: off; on the
+command line also --config.profile_steps, the same key): round
 N runs under the JAX profiler and its trace lands in <workdir>/profile, for
 TensorBoard's profile plugin or xprof.
 """
@@ -32,7 +34,8 @@ from introjax.metrics import MetricWriter
 
 def prepare_workdir(workdir):
   """Creates `workdir` and proves it is writable."""
-  probe = os.path.join(workdir, ".write_test")
+  # One probe per process: on a pod the workdir may be shared.
+  probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
   try:
     os.makedirs(workdir, exist_ok=True)
     with open(probe, "w") as f:
@@ -102,8 +105,9 @@ def run_rounds(trainer, config, workdir):
         checkpoints.save(t, trainer.checkpoint_items(state),
                          {"round": t, "config": config_dict,
                           **trainer.checkpoint_meta(state)})
-        if jax.process_index() == 0:
-          trainer.write_samples(state, t, samples_dir(workdir))
+        # On every process: reading split arrays back is a collective (only
+        # process 0 writes the PNGs).
+        trainer.write_samples(state, t, samples_dir(workdir))
         if t == profile_round:
           # Dispatch is asynchronous: wait, so the trace holds the work.
           jax.block_until_ready(state)

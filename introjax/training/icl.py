@@ -70,7 +70,9 @@ class IntrospectiveClassifier:
     self.config = config
     self.mesh = mesh
     if train_set is None:
-      train_set, test_set = datasets.load_classification(config.data)
+      # Each process decodes only the training rows its devices hold.
+      train_set, test_set = datasets.load_classification(
+          config.data, train_rows=lambda n: parallel.process_rows(n, mesh))
     icl = config.icl
     self.variants = _check_variants(icl.variants)
     train_labels, test_labels = train_set.labels, test_set.labels
@@ -86,7 +88,7 @@ class IntrospectiveClassifier:
                                  train_set.num_classes, config.dtype)
     self.dataset_name = train_set.name
     self.image_shape = train_set.images.shape[1:]
-    self.num_train = train_set.images.shape[0]
+    self.num_train = train_set.num_rows
     self.l = icl.negatives_per_class
     self.per_round = self.heads.num_negative_classes * self.l
     self.capacity = icl.pool_rounds * self.per_round
@@ -94,9 +96,16 @@ class IntrospectiveClassifier:
 
     self._batch = parallel.batch_sharding(mesh)
     self._replicated = parallel.replicated(mesh)
-    # The data lives on device as uint8 and is scaled inside the steps.
-    self.images = jax.device_put(train_set.images, self._replicated)
-    self.labels = jax.device_put(train_labels, self._replicated)
+    # The data lives on device as uint8 and is scaled inside the steps. The
+    # training set is split over the data axis (zero rows pad it to a
+    # multiple of the mesh size; sampling never draws them); batches
+    # gather their rows from the devices that hold them.
+    rows = (slice(None) if train_set.total else
+            slice(*parallel.process_rows(self.num_train, mesh)))
+    self.images = parallel.global_rows(train_set.images[rows], self.num_train,
+                                       mesh)
+    self.labels = parallel.global_rows(train_labels[rows], self.num_train,
+                                       mesh)
     self.test_images = jax.jit(datasets.to_unit_range)(
         jax.device_put(test_set.images, self._replicated))
     self.test_labels = jax.device_put(test_labels, self._replicated)
@@ -113,7 +122,8 @@ class IntrospectiveClassifier:
     self.base_key = jax.random.PRNGKey(config.seed)
     self._train = jax.jit(self._train_fn, donate_argnums=(0, 1))
     self._negatives = jax.jit(self._negatives_fn, static_argnums=(2,))
-    self._add = jax.jit(pool_lib.pool_add, donate_argnums=0)
+    self._add = jax.jit(functools.partial(pool_lib.pool_add, mesh=mesh),
+                        donate_argnums=0)
 
   def _check(self, mesh):
     icl, train = self.config.icl, self.config.train
@@ -163,9 +173,10 @@ class IntrospectiveClassifier:
 
   # Classification step ----------------------------------------------------
 
-  def _sample_batch(self, pool, key):
+  def _sample_batch(self, train_data, pool, key):
     """A batch drawn uniformly from data ∪ pool (fixed shapes whatever the
     pool holds): (images in [-1, 1], labels, is_negative)."""
+    train_images, train_labels = train_data
     n, size = self.num_train, self.config.train.batch_size
     filled = (pool.rounds >= 0).sum()
     k_index, k_augment = jax.random.split(key)
@@ -173,18 +184,20 @@ class IntrospectiveClassifier:
     is_negative = index >= n
     data_index = jnp.minimum(index, n - 1)
     slot = jnp.clip(index - n, 0, self.capacity - 1)
-    data = datasets.to_unit_range(self.images[data_index])
+    data = datasets.to_unit_range(train_images[data_index])
     if self.config.data.augment:
       data = datasets.augment_pad_crop_flip(k_augment, data)
     images = jnp.where(is_negative[:, None, None, None],
                        pool.images[slot].astype(data.dtype), data)
     labels = jnp.where(is_negative, (slot % self.per_round) // self.l,
-                       self.labels[data_index])
+                       train_labels[data_index])
     images = jax.lax.with_sharding_constraint(images, self._batch)
     return images, labels, is_negative
 
-  def _train_fn(self, params, opt_state, pool, key, num_steps):
-    """`num_steps` SGD steps on data ∪ pool; returns the new parameters and
+  def _train_fn(self, params, opt_state, pool, train_data, key, num_steps):
+    """`num_steps` SGD steps on data ∪ pool (`train_data`: the split
+    training images and labels, arguments because a multi-host array cannot
+    be a jit constant); returns the new parameters and
     optimiser state and the mean loss and data accuracy over the steps."""
     heads = self.heads
 
@@ -196,7 +209,8 @@ class IntrospectiveClassifier:
 
     def body(step, carry):
       params, opt_state, loss_sum, acc_sum = carry
-      batch = self._sample_batch(pool, jax.random.fold_in(key, step))
+      batch = self._sample_batch(train_data, pool,
+                                 jax.random.fold_in(key, step))
       (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(
           params, *batch)
       updates, opt_state = self.tx.update(grads, opt_state, params)
@@ -300,7 +314,7 @@ class IntrospectiveClassifier:
         continue
       start = int(jax.device_get(s.pool.cursor)) - self.per_round
       start %= self.capacity
-      block = jax.device_get(s.pool.images[start:start + self.per_round])
+      block = parallel.to_host(s.pool.images[start:start + self.per_round])
       block = block.reshape(self.heads.num_negative_classes, self.l,
                             *self.image_shape)[:, :shown]
       save_grid(os.path.join(folder, f"{name}_round_{round_index:03d}.png"),
@@ -348,8 +362,9 @@ class IntrospectiveClassifier:
       opt_state.hyperparams["learning_rate"] = jnp.asarray(
           lr, opt_state.hyperparams["learning_rate"].dtype)
       params, opt_state, train_metrics = self._train(
-          s.params, opt_state, pool, k_train, steps)
-      train_metrics = jax.device_get(train_metrics)
+          s.params, opt_state, pool, (self.images, self.labels), k_train,
+          steps)
+      train_metrics = parallel.to_host(train_metrics)
       if not train_metrics.pop("train_finite"):
         raise NonFiniteError(
             f"NaN or Inf in the {name} classifier's loss or weights in round "
@@ -377,7 +392,7 @@ def _check_variants(variants):
 
 
 def _synthesis_metrics(stats, name, round_index, learning_rate):
-  stats = jax.device_get(stats)
+  stats = parallel.to_host(stats)
   if stats.nonfinite:
     raise NonFiniteError(
         f"NaN or Inf in the logits or input gradients while synthesising "

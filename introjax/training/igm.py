@@ -42,9 +42,11 @@ import optax
 from introjax import parallel
 from introjax.data import images as image_data
 from introjax.data import pool as pool_lib
-from introjax.errors import ConfigError, NonFiniteError
+from introjax.errors import ConfigError, ConfigMismatchError, NonFiniteError
+from introjax.eval import fid
 from introjax.eval.images import center_crop, save_grid
 from introjax.eval.swd import sliced_wasserstein
+from introjax.models import cascade as cascade_lib
 from introjax.models import critics
 from introjax.models import winn as winn_models
 from introjax.objectives import losses
@@ -68,7 +70,7 @@ STRUCTURAL_KEYS = (
 class TextureState:
   critic: Any                 # parameters of the critic being trained
   opt_state: Any
-  cascade: Any                # the critics of the cascade, stacked (K, ...)
+  cascade: cascade_lib.Cascade  # the critics kept, in a fixed-size stack
   pool: pool_lib.NegativePool
   negatives: jax.Array        # the latest round's pseudo-negatives
   # The current cascade's starting negatives (the previous cascade's last
@@ -185,7 +187,8 @@ class TextureTrainer:
   """The compiled parts of one texture member for a config, texture and
   device mesh. Subclasses set `section` (their config section) and may
   override `rounds_per_critic`, `fresh_p0`, the classification schedule
-  and `describe`/`progress`."""
+  and `describe`/`progress`; members trained on a dataset of whole images
+  (training/images.py) override where positives come from."""
 
   section = ""
   structural_keys = ()
@@ -193,21 +196,10 @@ class TextureTrainer:
   def __init__(self, config, mesh):
     self.config = config
     self.mesh = mesh
-    data, sec = config.data, config[self.section]
-    self.sec = sec
-    self.image = image_data.load_image(
-        data.image_path or data.texture, size=data.image_size,
-        channels=data.channels or None, min_side=sec.patch_size)
-    canvas = image_data.texture_canvas(self.image, data.pad)
-    self.canvas_shape = canvas.shape
-    self.patch = sec.patch_size
-    side = sec.get("negative_size", 0)
-    # Negatives are whole texture canvases (IGM) or side×side images (WINN
-    # §5.1–5.2: patch-sized); only canvases carry the reflect padding.
-    self.negative_shape = ((side, side, canvas.shape[2]) if side
-                           else self.canvas_shape)
-    self.negative_pad = 0 if side else data.pad
-    self.patches_per_image = sec.get("patches_per_image", 1)
+    self.sec = config[self.section]
+    self._batch = parallel.batch_sharding(mesh)
+    self._replicated = parallel.replicated(mesh)
+    self._load_positives()
     self.critic = critics.build_critic(config.model, config.dtype)
     self.logits = critics.critic_logits(self.critic)
     self.critic_loss = build_critic_loss(config.train)
@@ -216,20 +208,63 @@ class TextureTrainer:
     self.rule = (None if config.synthesis.stop == "winn"
                  else build_stop_rule(config.synthesis))
     self._check(mesh)
-    self._batch = parallel.batch_sharding(mesh)
-    self._replicated = parallel.replicated(mesh)
-    self.positive = jax.device_put(canvas[None], self._replicated)
     self.base_key = jax.random.PRNGKey(config.seed)
     self._p0_network = jax.random.fold_in(self.base_key, _P0_NETWORK_STREAM)
     self._train_critic = jax.jit(self._train_critic_fn, donate_argnums=(0, 1))
     self._synthesize = jax.jit(self._synthesize_fn)
-    self._add = jax.jit(pool_lib.pool_add, donate_argnums=0)
+    self._add = jax.jit(functools.partial(pool_lib.pool_add, mesh=mesh),
+                        donate_argnums=0)
+    self._put_critic = jax.jit(cascade_lib.put, donate_argnums=0)
     self._generate = jax.jit(self._generate_fn, static_argnums=(2,))
 
+  # Positives -----------------------------------------------------------------
+  # The one place that knows where positives come from: a member trained on
+  # a dataset of whole images (training/images.py) overrides these two.
+
+  def _load_positives(self):
+    """Reads the data and sets the shapes everything else is built from:
+    `positive` (on device), `canvas_shape` (one positive), `canvas_pad`,
+    `patch`, `negative_shape`, `negative_pad` and `patches_per_image`."""
+    data, sec = self.config.data, self.sec
+    self.image = image_data.load_image(
+        data.image_path or data.texture, size=data.image_size,
+        channels=data.channels or None, min_side=sec.patch_size)
+    canvas = image_data.texture_canvas(self.image, data.pad)
+    self.canvas_shape = canvas.shape
+    self.canvas_pad = data.pad
+    self.patch = sec.patch_size
+    side = sec.get("negative_size", 0)
+    # Negatives are whole texture canvases (IGM) or side×side images (WINN
+    # §5.1–5.2: patch-sized); only canvases carry the reflect padding.
+    self.negative_shape = ((side, side, canvas.shape[2]) if side
+                           else self.canvas_shape)
+    self.negative_pad = 0 if side else data.pad
+    self.patches_per_image = sec.get("patches_per_image", 1)
+    self.positive = jax.device_put(canvas[None], self._replicated)
+
+  @property
+  def size_field(self):
+    """The config field that sets the critic's input size."""
+    return f"{self.section}.patch_size"
+
+  def positive_patches(self, key, num, size):
+    """`num` random size×size positives (float32 in [-1, 1]): crops of the
+    texture canvas at uniform positions. Used by the classification step,
+    WINN's thresholds and SWD."""
+    origins = anysize.random_origins(key, 1, num, self.canvas_shape[:2],
+                                     size)[0]
+    return anysize.crop(self.positive, jnp.zeros(num, jnp.int32), origins,
+                        size)
+
+  def describe_data(self):
+    source = self.config.data.image_path or self.config.data.texture
+    h, w, c = self.image.shape
+    return f"{source!r} ({h}×{w}, {c} channel{'' if c == 1 else 's'})"
+
   def _check(self, mesh):
-    sec, train, data = self.sec, self.config.train, self.config.data
+    sec, train = self.sec, self.config.train
     name = self.section
-    if data.pad < 0:
+    if self.canvas_pad < 0:
       raise ConfigError("data.pad must be ≥ 0.")
     h, w = self.negative_shape[:2]
     if min(h, w) < self.patch:
@@ -254,7 +289,7 @@ class TextureTrainer:
         raise ConfigError(
             f"{name}.init='upsampling' (WINN App. D) grows 4×4 noise to the "
             f"patch by doubling, which cannot make {self.patch}×{self.patch};"
-            f" use a {name}.patch_size of 4·2^k (16, 32, 64) or "
+            f" use a {self.size_field} of 4·2^k (16, 32, 64) or "
             f"{name}.init='gaussian'.")
     if self.rule is None and self.config.synthesis.threshold_positives < 1:
       raise ConfigError("synthesis.threshold_positives must be ≥ 1: WINN's "
@@ -302,6 +337,12 @@ class TextureTrainer:
     return 0 if rpc is None else (t - 1) // rpc
 
   @property
+  def cascade_capacity(self):
+    """Critics the run trains: the size of the cascade's stack."""
+    rpc = self.rounds_per_critic()
+    return 1 if rpc is None else -(-self.config.rounds // rpc)
+
+  @property
   def keeps_seeds(self):
     rpc = self.rounds_per_critic()
     return rpc is not None and rpc > 1
@@ -324,8 +365,8 @@ class TextureTrainer:
     return jax.device_put(x, self._batch if split else self._replicated)
 
   def init_state(self):
-    """The state before round 1: a fresh critic and a pool holding p0's
-    samples (tagged round 0)."""
+    """The state before round 1: a fresh critic, an empty cascade and a
+    pool holding p0's samples (tagged round 0)."""
     sec = self.sec
     k_critic, k_neg = jax.random.split(jax.random.fold_in(self.base_key, 0))
     params = critics.init_critic(self.critic, k_critic,
@@ -338,7 +379,10 @@ class TextureTrainer:
     pool = self._add(pool, negatives, 0)
     # Placed like the step's outputs, so round 2 does not compile again.
     opt_state = jax.device_put(self.tx.init(params), self._replicated)
-    return TextureState(critic=params, opt_state=opt_state, cascade=None,
+    cascade = jax.device_put(
+        cascade_lib.empty_cascade(params, self.cascade_capacity),
+        self._replicated)
+    return TextureState(critic=params, opt_state=opt_state, cascade=cascade,
                         pool=pool, negatives=negatives,
                         seeds=negatives if self.keeps_seeds else None)
 
@@ -346,9 +390,10 @@ class TextureTrainer:
     return pool_lib.NegativePool(images=self._batch, rounds=self._batch,
                                  cursor=self._replicated)
 
-  def _abstract(self, num_critics):
-    """Shapes, dtypes and shardings of the checkpoint items of a state with
-    `num_critics` critics: the targets a checkpoint is restored into."""
+  def _abstract(self, capacity):
+    """Shapes, dtypes and shardings of the checkpoint items of a state whose
+    cascade holds `capacity` critics: the targets a checkpoint is restored
+    into."""
     shape = jax.eval_shape(self.init_state)
 
     def placed(tree, sharding, stacked=0):
@@ -367,8 +412,10 @@ class TextureTrainer:
         "negatives": placed(shape.negatives, batch)}
     if self.keeps_seeds:
       state["seeds"] = placed(shape.seeds, batch)
-    return {"critics": placed(shape.critic, rep, stacked=num_critics),
-            "state": state}
+    cascade = cascade_lib.Cascade(
+        critics=placed(shape.critic, rep, stacked=capacity),
+        count=placed(shape.cascade.count, rep))
+    return {"critics": cascade, "state": state}
 
   # Classification step ----------------------------------------------------
 
@@ -377,16 +424,12 @@ class TextureTrainer:
     smoothed loss reaches `loss_target`; stops at a non-finite loss."""
     train, sec = self.config.train, self.sec
     per_class = train.batch_size * self.patches_per_image
-    h, w = self.canvas_shape[:2]
     nh, nw = self.negative_shape[:2]
     target = self.loss_target
 
     def batch(key):
       k_pos, k_slot, k_neg = jax.random.split(key, 3)
-      pos = anysize.crop(
-          self.positive, jnp.zeros(per_class, jnp.int32),
-          anysize.random_origins(k_pos, 1, per_class, (h, w), self.patch)[0],
-          self.patch)
+      pos = self.positive_patches(k_pos, per_class, self.patch)
       slots = pool_lib.pool_sample(pool, k_slot, train.batch_size,
                                    round_index, sec.recency_decay)
       neg = anysize.crop(
@@ -458,10 +501,7 @@ class TextureTrainer:
       return self.rule
     n_pos = self.config.synthesis.threshold_positives
     k_pos, k_draw = jax.random.split(key)
-    origins = anysize.random_origins(k_pos, 1, n_pos * patches,
-                                     self.canvas_shape[:2], self.patch)[0]
-    crops = anysize.crop(self.positive, jnp.zeros(len(origins), jnp.int32),
-                         origins, self.patch)
+    crops = self.positive_patches(k_pos, n_pos * patches, self.patch)
     logits = self.logits(params, crops).reshape(n_pos, patches)
     return PerSampleThreshold(winn_thresholds(k_draw, logits, num))
 
@@ -474,14 +514,16 @@ class TextureTrainer:
     return x, stats, _thresholds(rule)
 
   def _generate_fn(self, cascade, x0, stylize: Optional[tuple], key):
-    """Runs x0 up each critic of `cascade` in order (IGM's generation, WINN
-    eq. 8); with `stylize=(alpha, steps)` x0 is the content image and each
-    stage runs a fixed number of steps of IGM §4.2's style objective."""
-    num = jax.tree.leaves(cascade)[0].shape[0]
-    keys = jax.random.split(key, num)
+    """Runs x0 up each trained critic of `cascade` in order (IGM's
+    generation, WINN eq. 8); with `stylize=(alpha, steps)` x0 is the content
+    image and each stage runs a fixed number of steps of IGM §4.2's style
+    objective. The stack's unused entries are skipped (zero stats), so one
+    program serves every cascade length."""
+    # Stage keys depend on the stage alone, not on the stack's size.
+    stages = jnp.arange(cascade.capacity)
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(stages)
 
-    def stage(x, inputs):
-      params, key = inputs
+    def climb(x, params, key):
       hw = x.shape[1:3]
       score_and_grad = self._ascent(params, hw)
       settings = self.settings
@@ -492,15 +534,25 @@ class TextureTrainer:
       else:
         rule = self._stop_rule(params, jax.random.fold_in(key, 1), x.shape[0],
                                self._patches_for(hw))
-      x, stats = ascend(score_and_grad, x, key, rule, settings)
-      return x, stats
+      return ascend(score_and_grad, x, key, rule, settings)
 
-    return jax.lax.scan(stage, x0, (cascade, keys))
+    def stage(x, inputs):
+      params, key, index = inputs
+      run = lambda x: climb(x, params, key)
+      skipped = jax.eval_shape(run, x)[1]
+
+      def skip(x):
+        return x, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), skipped)
+
+      return jax.lax.cond(index < cascade.count, run, skip, x)
+
+    return jax.lax.scan(stage, x0, (cascade.critics, keys, stages))
 
   def generate(self, cascade, num, size, key):
     """`num` new textures of size×size from p0 through the cascade;
-    returns (images (num, size, size, C), per-stage AscentStats)."""
-    pad = self.config.data.pad
+    returns (images (num, size, size, C), AscentStats per stage of the
+    stack; zeros for its unused entries)."""
+    pad = self.canvas_pad
     canvas = (size + 2 * pad, size + 2 * pad, self.canvas_shape[2])
     k_init, k_ascent = jax.random.split(key)
     x0 = self.initial_negatives(k_init, num, canvas)
@@ -520,31 +572,38 @@ class TextureTrainer:
   # Evaluation --------------------------------------------------------------
 
   def swd(self, negatives, key=None):
-    """PGGAN's sliced Wasserstein distance (×10³) between the negatives'
-    central S×S crops and as many random S×S crops of the texture, S the
-    largest 16·2^j that fits; {"swd_mean": …, "swd_<res>": …}.
+    """PGGAN's sliced Wasserstein distance (×10³) between the negatives' (or
+    any images') central S×S crops and as many random S×S crops of the
+    texture, S the largest 16·2^j that fits both; {"swd_mean": …,
+    "swd_<res>": …}.
 
     The default key is the same every round (the same real crops and
     projections), so rounds differ only by their negatives.
     """
     if key is None:
       key = jax.random.fold_in(self.base_key, _SWD_STREAM)
-    side = min(self.negative_shape[:2])
+    side = min(*negatives.shape[1:3], *self.canvas_shape[:2])
     size = 16 * 2 ** int(math.log2(side // 16))
     k_crop, k_swd = jax.random.split(key)
-    num = negatives.shape[0]
-    origins = anysize.random_origins(k_crop, 1, num, self.canvas_shape[:2],
-                                     size)[0]
-    real = anysize.crop(self.positive, jnp.zeros(num, jnp.int32), origins,
-                        size)
-    fake = center_crop(jax.device_get(negatives), size)
-    result = sliced_wasserstein(jax.device_get(real), fake, k_swd)
+    real = self.positive_patches(k_crop, negatives.shape[0], size)
+    fake = center_crop(parallel.to_host(negatives), size)
+    result = sliced_wasserstein(parallel.to_host(real), fake, k_swd)
     return {f"swd_{k}": v for k, v in result.items()}
+
+  def inception_metrics(self, negatives):
+    """FID and Inception score (eval.inception_weights) of the negatives'
+    unpadded centres against as many random positives; the same ones every
+    round (fid.round_metrics caches their features)."""
+    size = min(self.negative_shape[:2]) - 2 * self.negative_pad
+    key = jax.random.fold_in(self.base_key, _SWD_STREAM)
+    real = self.positive_patches(key, negatives.shape[0], size)
+    fake = center_crop(parallel.to_host(negatives), size)
+    return fid.round_metrics(self.config, fake, parallel.to_host(real))
 
   # Harness hooks -------------------------------------------------------------
 
   def checkpoint_meta(self, state):
-    return {"num_critics": jax.tree.leaves(state.cascade)[0].shape[0]}
+    return {"cascade_capacity": state.cascade.capacity}
 
   def checkpoint_items(self, state):
     """The cascade apart from the rest, so sampling restores only it."""
@@ -555,15 +614,20 @@ class TextureTrainer:
     return {"critics": state.cascade, "state": items}
 
   def restore_targets(self, meta, only_critics=False):
-    targets = self._abstract(meta["num_critics"])
+    if "cascade_capacity" not in meta:
+      raise ConfigMismatchError(
+          "This checkpoint was written by an earlier introjax, which stored "
+          "the cascade in another layout; train again in a new --workdir.")
+    targets = self._abstract(meta["cascade_capacity"])
     return {"critics": targets["critics"]} if only_critics else targets
 
   def from_items(self, items):
-    return TextureState(cascade=items["critics"], **items["state"])
+    cascade = cascade_lib.grown(items["critics"], self.cascade_capacity)
+    return TextureState(cascade=cascade, **items["state"])
 
   def write_samples(self, state, round_index, folder):
     shown = state.negatives[:self.config.log.num_samples]
-    images = _crop_center(jax.device_get(shown), self.negative_pad)
+    images = _crop_center(parallel.to_host(shown), self.negative_pad)
     save_grid(os.path.join(folder, f"round_{round_index:03d}.png"), images)
 
   # One round ---------------------------------------------------------------
@@ -594,15 +658,9 @@ class TextureTrainer:
     else:
       start = seeds
     negatives, stats, thresholds = self._synthesize(critic, start, k_syn)
-    new_critic = jax.tree.map(lambda p: p[None], critic)
-    if state.cascade is None or self.rounds_per_critic() is None:
-      cascade = new_critic
-    elif self.starts_critic(t):
-      cascade = jax.tree.map(lambda c, p: jnp.concatenate([c, p]),
-                             state.cascade, new_critic)
-    else:  # the critic still in training replaces its earlier copy
-      cascade = jax.tree.map(lambda c, p: jnp.concatenate([c[:-1], p]),
-                             state.cascade, new_critic)
+    # A new entry, or the critic still in training replaces its last copy.
+    cascade = self._put_critic(state.cascade, critic,
+                               jnp.int32(self.critic_index(t)))
     metrics = {**train_metrics, **_synthesis_metrics(
         stats, self.settings.max_steps, thresholds)}
     if metrics.pop("synthesis_nonfinite"):
@@ -613,6 +671,8 @@ class TextureTrainer:
           "intact.")
     if self.config.log.get("swd"):
       metrics.update(self.swd(negatives))
+    if fid.enabled(self.config):
+      metrics.update(self.inception_metrics(negatives))
     pool = self._add(state.pool, negatives, t)
     return TextureState(critic=critic, opt_state=opt_state, cascade=cascade,
                         pool=pool, negatives=negatives,
@@ -659,7 +719,7 @@ def _crop_center(canvases, pad):
 def _train_metrics(train_metrics):
   """The classification step's numbers as host values, in the logged
   order: steps, loss, the loss's own terms, finiteness."""
-  train_metrics = dict(jax.device_get(train_metrics))
+  train_metrics = dict(parallel.to_host(train_metrics))
   metrics = dict(train_steps=int(train_metrics.pop("train_steps")),
                  train_loss=float(train_metrics.pop("train_loss")))
   finite = bool(train_metrics.pop("train_finite"))
@@ -670,7 +730,7 @@ def _train_metrics(train_metrics):
 
 def _synthesis_metrics(stats, max_steps, thresholds=None):
   """The synthesis step's numbers as host values (one transfer)."""
-  stats, thresholds = jax.device_get((stats, thresholds))
+  stats, thresholds = parallel.to_host((stats, thresholds))
   metrics = dict(
       synthesis_steps_mean=float(np.mean(stats.steps)),
       synthesis_steps_max=int(np.max(stats.steps)),
@@ -687,13 +747,14 @@ def _synthesis_metrics(stats, max_steps, thresholds=None):
 
 
 def progress_line(round_index, rounds, m, seconds):
+  swd = f" | SWD {m['swd_mean']:.1f}" if "swd_mean" in m else ""
   return (f"round {round_index}/{rounds} | classify: {m['train_steps']} steps,"
           f" loss {m['train_loss']:.3f}, accuracy {100 * m['train_accuracy']:.1f}%"
           f" | synthesize: {m['synthesis_steps_mean']:.0f} steps mean "
           f"(max {m['synthesis_steps_max']}/{m['synthesis_step_cap']}), "
           f"{m['synthesis_stopped_early']}/{m['synthesis_samples']} stopped "
           f"early, logit {m['synthesis_logit_start']:+.2f} → "
-          f"{m['synthesis_logit_end']:+.2f} | {seconds:.1f} s")
+          f"{m['synthesis_logit_end']:+.2f}{swd} | {seconds:.1f} s")
 
 
 def train_texture(trainer_cls, config, workdir):
@@ -701,26 +762,25 @@ def train_texture(trainer_cls, config, workdir):
   `workdir`, then writes the final texture at `generate.size` from p0."""
   mesh = parallel.make_mesh()
   run = trainer_cls(config, mesh)
-  source = config.data.image_path or config.data.texture
-  logging.info("%s on %r (%d×%d, %d channel%s), %d rounds, %d devices; "
-               "writing to %s", run.describe(), source, *run.image.shape[:2],
-               run.image.shape[2], "" if run.image.shape[2] == 1 else "s",
-               config.rounds, mesh.size, workdir)
+  fid.enabled(config)   # reads eval.inception_weights before training
+  logging.info("%s on %s, %d rounds, %d devices; writing to %s",
+               run.describe(), run.describe_data(), config.rounds, mesh.size,
+               workdir)
   state = harness.run_rounds(run, config, workdir)
   gen = config.generate
   if gen.num_images:
     began = time.perf_counter()
+    # Image members generate at the images' own size.
+    size = gen.get("size", 0) or run.negative_shape[0]
     key = jax.random.fold_in(run.base_key, config.rounds + 1)
-    textures, stats = run.generate(state.cascade, gen.num_images, gen.size,
-                                   key)
+    textures, stats = run.generate(state.cascade, gen.num_images, size, key)
     path = os.path.join(harness.samples_dir(workdir),
-                        f"final_{gen.size}x{gen.size}.png")
-    if jax.process_index() == 0:
-      save_grid(path, jax.device_get(textures))
-    steps = int(jax.device_get(stats.steps).sum(axis=0).mean())
-    logging.info("Synthesized %d texture(s) of %d×%d through %d critic(s) "
+                        f"final_{size}x{size}.png")
+    save_grid(path, parallel.to_host(textures))
+    steps = int(parallel.to_host(stats.steps).sum(axis=0).mean())
+    logging.info("Synthesized %d image(s) of %d×%d through %d critic(s) "
                  "(%d ascent steps each, %.1f s): %s", gen.num_images,
-                 gen.size, gen.size, jax.tree.leaves(state.cascade)[0].shape[0],
+                 size, size, int(state.cascade.count),
                  steps, time.perf_counter() - began, path)
   return state
 

@@ -1,0 +1,44 @@
+"""Trained texture models restored from a training workdir, for the
+commands that use them without training (introjax.sample, introjax.compare).
+"""
+import ml_collections
+
+from introjax import checkpoint as ckpt_lib
+from introjax import parallel
+from introjax.errors import UserError
+from introjax.training.igm import TextureIGM
+from introjax.training.images import ImageIGM, ImageWINN
+from introjax.training.winn import TextureWINN
+
+# The texture trainers whose saved cascades can be restored, by
+# config.trainer.
+TEXTURE_MODELS = {"igm": TextureIGM, "winn": TextureWINN,
+                  "igm_images": ImageIGM, "winn_images": ImageWINN}
+
+
+def load_model(workdir, round_index=None):
+  """(texture model, cascade, round) from the checkpoints in `workdir`."""
+  checkpoints = ckpt_lib.Checkpointer(workdir)
+  try:
+    latest = checkpoints.latest_round()
+    if latest is None:
+      raise UserError(f"No checkpoint in {checkpoints.directory}; train first"
+                      " with python -m introjax.main --workdir="
+                      f"{workdir} --config=...")
+    round_index = latest if round_index is None else round_index
+    if round_index not in checkpoints.all_rounds():
+      raise UserError(
+          f"No checkpoint of round {round_index} in {checkpoints.directory}; "
+          f"it holds rounds {checkpoints.all_rounds()}.")
+    meta = checkpoints.restore_meta(round_index)
+    config = ml_collections.ConfigDict(meta["config"])
+    if config.trainer not in TEXTURE_MODELS:
+      raise UserError(
+          f"{workdir} holds a {config.trainer!r} model; textures are drawn "
+          f"from {' or '.join(TEXTURE_MODELS)} workdirs only.")
+    model = TEXTURE_MODELS[config.trainer](config, parallel.make_mesh())
+    items = checkpoints.restore(
+        round_index, model.restore_targets(meta, only_critics=True))
+  finally:
+    checkpoints.close()
+  return model, items["critics"], round_index

@@ -1,0 +1,110 @@
+"""IGM and WINN on datasets of whole images: faces, SVHN, CIFAR-10 (IGM
+§4.3–4.4, WINN §5.3–5.5).
+
+These are the texture members with other positives: instead of random
+patches of one texture canvas, the positives are whole images drawn at
+random from a dataset kept on the device, and the pseudo-negatives are
+images of the same size (the patch is the image, one patch per image).
+Everything else — critic loss, optimisers, early stops, p0, cascades, pool,
+checkpoints, per-round SWD, sample grids, generation through the cascade
+from p0 — is the shared round of `igm.TextureTrainer`, so the four members
+(IGM, IGM-single, WINN-single, WINN with K critics) are directly comparable
+on identical data:
+
+    trainer="igm_images"   igm.single=False | True     (IGM | IGM-single)
+    trainer="winn_images"  winn.cascade=1 | K          (WINN-single | WINN)
+
+The dataset lives on every device as uint8 (4× smaller than float32) and is
+scaled to [-1, 1] inside the jitted steps; random horizontal flips
+(`data.flip`, WINN §5.5 on CIFAR-10) are drawn per positive there too.
+"""
+import jax
+import jax.numpy as jnp
+
+from introjax.data import datasets
+from introjax.sampling import anysize
+from introjax.training import igm
+from introjax.training import winn
+
+# Config fields a checkpoint's arrays depend on: resuming with other values
+# is refused. (`data.max_images` and `data.flip` change only which
+# positives are drawn, not any saved array.)
+_DATA_KEYS = ("trainer", "model.name", "model.features", "model.kernel_size",
+              "model.convs_per_stage", "model.norm", "data.source",
+              "data.name", "data.crop", "data.image_size", "data.channels",
+              "train.optimizer")
+IGM_STRUCTURAL_KEYS = _DATA_KEYS + (
+    "igm.single", "igm.negatives_per_round", "igm.pool_rounds")
+WINN_STRUCTURAL_KEYS = _DATA_KEYS + (
+    "winn.cascade", "winn.negatives_per_round", "winn.pool_rounds")
+
+
+class ImagePositives:
+  """Whole dataset images as the positives of a texture member (mix in
+  before it): overrides only where positives come from."""
+
+  def _load_positives(self):
+    images, self.data_name = datasets.load_images(self.config.data)
+    shape = images.shape[1:]  # square: load_images cuts a centre square
+    self.image = images
+    self.canvas_shape = shape
+    self.canvas_pad = 0
+    self.patch = shape[0]
+    self.negative_shape = shape
+    self.negative_pad = 0
+    self.patches_per_image = 1
+    self.flip = bool(self.config.data.get("flip", False))
+    # Replicated, like the critic: any device draws any image without
+    # communication. A dataset too large for one device's memory can be cut
+    # with data.max_images.
+    self.positive = jax.device_put(images, self._replicated)
+
+  size_field = "data.image_size"
+
+  def positive_patches(self, key, num, size):
+    """`num` positives drawn uniformly with replacement: random size×size
+    crops (the whole image at size = the image side), mirrored left-right
+    with probability 1/2 when `data.flip`."""
+    k_index, k_origin, k_flip = jax.random.split(key, 3)
+    index = jax.random.randint(k_index, (num,), 0, self.positive.shape[0])
+    origins = anysize.random_origins(k_origin, 1, num, self.canvas_shape[:2],
+                                     size)[0]
+    x = datasets.to_unit_range(anysize.crop(self.positive, index, origins,
+                                            size))
+    if self.flip:
+      mirrored = jax.random.bernoulli(k_flip, 0.5, (num,))
+      x = jnp.where(mirrored[:, None, None, None], x[:, :, ::-1], x)
+    return x
+
+  def describe_data(self):
+    n, h, w, c = self.image.shape
+    return (f"{self.data_name} ({n} images of {h}×{w}, {c} "
+            f"channel{'' if c == 1 else 's'})")
+
+
+class ImageIGM(ImagePositives, igm.TextureIGM):
+  """IGM (a critic per round) or IGM-single on a dataset of images."""
+  structural_keys = IGM_STRUCTURAL_KEYS
+
+
+class ImageWINN(ImagePositives, winn.TextureWINN):
+  """WINN-single or WINN with `winn.cascade` critics on a dataset of
+  images."""
+
+  @property
+  def structural_keys(self):
+    # Where each cascade ends depends on `rounds` once there are several.
+    extra = ("rounds",) if self.config.winn.cascade > 1 else ()
+    return WINN_STRUCTURAL_KEYS + extra
+
+
+def train_igm(config, workdir):
+  """Trains IGM (or IGM-single) on images per `config`, resuming from
+  `workdir`, then writes a grid of new images generated from p0."""
+  return igm.train_texture(ImageIGM, config, workdir)
+
+
+def train_winn(config, workdir):
+  """Trains WINN-single (or a WINN cascade) on images per `config`,
+  resuming from `workdir`, then writes a grid of new images from p0."""
+  return igm.train_texture(ImageWINN, config, workdir)

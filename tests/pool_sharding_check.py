@@ -1,0 +1,96 @@
+"""The negative pool at scale, on 8 simulated devices: split over the data
+axis, written in place per device, and never gathered to one device. Run
+with XLA_FLAGS=--xla_force_host_platform_device_count=8.
+
+A small analogue of a 100,000-canvas pool: if no compiled collective of the
+pool's writes or of the steps that sample it moves as many elements as the
+pool holds, the traffic is the batch's, whatever the pool's size.
+"""
+import re
+import sys
+
+import jax
+import numpy as np
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from conftest import load_config  # pylint: disable=wrong-import-position
+from introjax import parallel  # pylint: disable=wrong-import-position
+from introjax.data import pool as pool_lib  # pylint: disable=wrong-import-position
+from introjax.training.icl import IntrospectiveClassifier  # pylint: disable=wrong-import-position
+from introjax.training.igm import TextureIGM  # pylint: disable=wrong-import-position
+
+_COLLECTIVE = re.compile(r"= (\(.*?\)|\S+) (all-gather|all-reduce|"
+                         r"reduce-scatter|all-to-all|collective-permute)"
+                         r"(-start)?\(")
+
+
+def largest_collective(compiled_text):
+  """Elements moved by the largest collective of a compiled program."""
+  largest = 0
+  for line in compiled_text.splitlines():
+    m = _COLLECTIVE.search(line)
+    if not m:
+      continue
+    for dims in re.findall(r"\[([\d,]*)\]", m.group(1)):
+      size = int(np.prod([int(d) for d in dims.split(",") if d]))
+      largest = max(largest, size)
+  return largest
+
+
+def check_writes_match_a_ring(mesh):
+  """Batches of 8 into 24 slots on 8 devices (3 each): writes straddle
+  devices; the result equals the single-array ring."""
+  add = jax.jit(lambda p, b, r: pool_lib.pool_add(p, b, r, mesh=mesh))
+  batch_sharding = parallel.batch_sharding(mesh)
+  pool = jax.device_put(pool_lib.empty_pool(24, (2, 2, 1)),
+                        pool_lib.NegativePool(batch_sharding, batch_sharding,
+                                              parallel.replicated(mesh)))
+  expected_images = np.zeros((24, 2, 2, 1), np.float32)
+  expected_rounds = np.full(24, -1)
+  for r in range(1, 6):
+    batch = np.arange(8, dtype=np.float32)[:, None, None, None] + 100 * r
+    batch = np.broadcast_to(batch, (8, 2, 2, 1))
+    start = ((r - 1) * 8) % 24
+    expected_images[start:start + 8] = batch
+    expected_rounds[start:start + 8] = r
+    pool = add(pool, jax.device_put(batch, batch_sharding), r)
+    assert len(pool.images.sharding.device_set) == 8
+    np.testing.assert_array_equal(pool.images, expected_images)
+    np.testing.assert_array_equal(pool.rounds, expected_rounds)
+    assert int(pool.cursor) == (r * 8) % 24
+
+
+def main():
+  devices = jax.devices()
+  assert len(devices) == 8, "set XLA_FLAGS=--xla_force_host_platform_device_count=8"
+  mesh = parallel.make_mesh(devices)
+  check_writes_match_a_ring(mesh)
+
+  config = load_config("igm_texture.py:tiny")
+  config.igm.pool_rounds = 16          # 128 canvases: 16 per device
+  igm = TextureIGM(config, mesh)
+  state = igm.init_state()
+  pool_elements = state.pool.images.size
+  shard = state.pool.images.addressable_shards[0].data
+  assert shard.shape[0] == state.pool.images.shape[0] // 8
+  key = jax.random.PRNGKey(0)
+  programs = {
+      "igm pool_add": igm._add.lower(state.pool, state.negatives, 1),
+      "igm classification step": igm._train_critic.lower(
+          state.critic, state.opt_state, state.pool, key, 1)}
+  config = load_config("icl_digits.py:tiny")
+  config.icl.pool_rounds = 16
+  icl = IntrospectiveClassifier(config, mesh)
+  s = icl.init_state()["icl"]
+  programs["icl classification step"] = icl._train.lower(
+      s.params, s.opt_state, s.pool, (icl.images, icl.labels), key, 2)
+  for name, lowered in programs.items():
+    moved = largest_collective(lowered.compile().as_text())
+    print(f"{name}: largest collective {moved} elements, pool "
+          f"{pool_elements if 'igm' in name else s.pool.images.size}")
+    assert moved < (pool_elements if "igm" in name else s.pool.images.size) // 2, name
+  print("pool sharded, never gathered")
+
+
+if __name__ == "__main__":
+  main()
