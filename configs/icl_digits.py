@@ -54,8 +54,11 @@ def get_config(variant=""):
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 64        # ICL §4: 64 (MNIST), 128 (CIFAR-10, SVHN)
+  c.train.optimizer = "sgd"      # sgd (ICL §4) | adam (WINN §5.6)
   c.train.learning_rate = 0.01
-  c.train.momentum = 0.9
+  c.train.momentum = 0.9         # sgd
+  c.train.b1 = 0.0               # adam (WINN §5.6: β1 = 0, β2 = 0.9)
+  c.train.b2 = 0.9
   c.train.weight_decay = 0.0
   c.train.epochs_per_round = 5.0  # SGD epochs over data ∪ pool per round
   c.train.decay_round = 20       # ×decay_factor from this round on (0: never)
@@ -72,6 +75,22 @@ def get_config(variant=""):
   c.synthesis.stop = "logit"     # stop once classified positive for its class
   c.synthesis.window = 20
   c.synthesis.stop_probability = 0.5
+
+  # The winn variant (WINN §5.6; configs/winn_mnist_cls.py runs it).
+  c.winn = ml_collections.ConfigDict()
+  c.winn.alpha = 0.01            # α: weight of the Wasserstein term
+  c.winn.gp_weight = 10.0        # λ: gradient penalty
+  c.winn.threshold_positives_per_class = 100  # early-stop thresholds from
+  c.winn.synthesis = ml_collections.ConfigDict()  # these per-class logits
+  c.winn.synthesis.optimizer = "adam"  # adam | sgd | langevin (§4.1)
+  c.winn.synthesis.learning_rate = 0.02  # §5.6 (§5.1's generative: 0.01)
+  c.winn.synthesis.b1 = 0.9
+  c.winn.synthesis.b2 = 0.9      # the released supervised code's β2
+  c.winn.synthesis.noise_std = 0.0
+  c.winn.synthesis.clip = 1.0
+  c.winn.synthesis.max_steps = 200
+  c.winn.synthesis.anneal = 1.0  # langevin: step size × anneal per step
+  c.winn.synthesis.langevin_noise = True
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 500
@@ -91,6 +110,8 @@ def get_config(variant=""):
     c.train.batch_size = 32
     c.train.epochs_per_round = 3.0
     c.synthesis.max_steps = 10
+    c.winn.synthesis.max_steps = 10
+    c.winn.threshold_positives_per_class = 8
     c.data.max_train = 400
     c.data.max_test = 200
     c.eval.batch_size = 128

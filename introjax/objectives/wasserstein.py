@@ -80,3 +80,59 @@ def wgan_gp_loss(critic_fn, pos, neg, key, gp_weight=10.0):
   penalty = gradient_penalty(critic_fn, pos, neg, key)
   loss = -wasserstein + gp_weight * penalty
   return loss, {"wasserstein": wasserstein, "penalty": penalty}
+
+
+def own_class_logit(logits, labels):
+  """logits[i, labels[i]]: the class-y critic score of sample i."""
+  return jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
+
+
+def winn_classifier_loss(logits_fn, pos, labels, neg, key, alpha,
+                         gp_weight=10.0):
+  """WINN §5.6's classification loss for a K-class softmax network:
+
+      L = CE(softmax(logits(x⁺)), y) + α (E f(x⁻) − E f(x⁺) + λ GP),
+
+  §5.6's (unnumbered) equation: the softmax term of ICN on the data plus α
+  times WINN eq. (5) with §4.1's gradient penalty. The multi-class network
+  has no single critic output: §5.6 writes W_t = ⟨w^(0), w^(1)_1 … w^(1)_K⟩,
+  the top-layer weights of each class and nothing more, and pseudo-negatives
+  are made per class (ICL eq. 10: climbing w^(1)_k · φ(x); WINN eq. 6 with
+  that f), so the critic of class k is its logit f_k(x) = w^(1)_k · φ(x).
+  (The released code instead adds a linear "wass" head on the K logits; the
+  paper's W_t has no such weights.) Each positive x⁺_i
+  of class y_i is paired with a pseudo-negative x⁻_i made for y_i; both
+  are scored by f_{y_i}, and the penalty is taken on x̂_i = u x⁺_i + (1 − u)
+  x⁻_i with ∇_x̂ f_{y_i}(x̂_i) (Algorithm 1's pairing, class by class, as
+  the released code pairs each positive with a negative of its class).
+  The paper's sums over S_+ and S_−^t are means over the mini-batch, as in
+  Algorithm 1's 1/m Σ.
+
+  Args:
+    logits_fn: x (B, ...) -> (B, K) logits, each sample independent.
+    pos: positives (B, ...).
+    labels: (B,) their classes, also the classes the negatives were made for.
+    neg: pseudo-negatives, paired with `pos` (same shape).
+    key: PRNG key for the interpolation weights.
+    alpha: the weight α of the Wasserstein term (§5.6: 0.01); may be traced.
+    gp_weight: λ (10).
+
+  Returns:
+    (loss, aux): aux holds `cross_entropy`, `wasserstein` = E f(x⁺) −
+    E f(x⁻), `penalty` (GP without λ) and `accuracy` on the positives.
+  """
+  _check_pairs(pos, neg)
+  batch = pos.shape[0]
+  # One forward pass for both sides (per-sample network).
+  logits = logits_fn(jnp.concatenate([pos, neg], axis=0))
+  pos_logits, neg_logits = logits[:batch], logits[batch:]
+  cross_entropy = jnp.mean(jax.nn.logsumexp(pos_logits, axis=1) -
+                           own_class_logit(pos_logits, labels))
+  wasserstein = (own_class_logit(pos_logits, labels).mean() -
+                 own_class_logit(neg_logits, labels).mean())
+  penalty = gradient_penalty(
+      lambda x: own_class_logit(logits_fn(x), labels), pos, neg, key)
+  loss = cross_entropy + alpha * (-wasserstein + gp_weight * penalty)
+  accuracy = jnp.mean(pos_logits.argmax(axis=1) == labels)
+  return loss, {"cross_entropy": cross_entropy, "wasserstein": wasserstein,
+                "penalty": penalty, "accuracy": accuracy}

@@ -12,10 +12,27 @@ in the pseudo-negatives:
   baseline    none: the same network and schedule on the data alone
   icl_noise   the starting noise itself, without ascent (the ablation)
   icl         the synthesised pseudo-negatives
+  winn        WINN §5.6: softmax cross-entropy on the data plus
+              α·(Wasserstein term + λ·gradient penalty) against
+              pseudo-negatives synthesised WINN's way (below)
 
 All variants start from the same initial weights. The pool keeps each
 round's pseudo-negatives in class-major blocks, so a slot's class is
 (slot mod per_round) div l and no label array is needed.
+
+The WINN variant (configured under `config.winn`) keeps the pool, the
+starting noise and the evaluation, and changes two parts. Its classification
+step (`objectives.wasserstein.winn_classifier_loss`) draws each batch as in
+the baseline (B data images, the same draws) and pairs every positive with a
+pseudo-negative made for its class, uniformly from the pool's rounds; the
+critic of class k is its logit. Its synthesis climbs each sample's
+own-class logit (eq. 6) with `config.winn.synthesis` (§5.6: Adam, lr 0.02,
+β1 0.9) and stops it at its own threshold ~ U[min, max] of that class's
+logit over `winn.threshold_positives_per_class` random training images of
+the class (§4.1's early stop, per class). A round is one pass of
+`train.epochs_per_round` epochs over the data, as for the baseline, so the
+two see the same positives in the same order and differ only by the α term
+from round 2 on (round 1 has no pseudo-negatives: α·(…) is masked).
 """
 import functools
 import json
@@ -38,17 +55,20 @@ from introjax.errors import ConfigError, NonFiniteError
 from introjax.eval import robustness
 from introjax.eval.images import save_grid
 from introjax.models.heads import ClassifierHeads
-from introjax.sampling.ascent import AscentSettings, ascend
+from introjax.objectives import wasserstein
+from introjax.sampling.ascent import AscentSettings, ascend, logit_ascent
+from introjax.sampling.stopping import PerSampleThreshold
 from introjax.sampling.stopping import build_stop_rule
+from introjax.sampling.stopping import winn_thresholds
 from introjax.training import harness
 
-VARIANTS = ("baseline", "icl_noise", "icl")
+VARIANTS = ("baseline", "icl_noise", "icl", "winn")
 
 STRUCTURAL_KEYS = (
     "trainer", "model.name", "model.features", "model.kernel_size",
     "data.source", "data.name", "data.num_classes", "icl.mode",
     "icl.variants", "icl.positive_class", "icl.negatives_per_class",
-    "icl.pool_rounds", "train.weight_decay")
+    "icl.pool_rounds", "train.weight_decay", "train.optimizer")
 
 
 @struct.dataclass
@@ -61,6 +81,30 @@ class VariantState:
 def _sgd(learning_rate, momentum, weight_decay):
   return optax.chain(optax.add_decayed_weights(weight_decay),
                      optax.sgd(learning_rate, momentum=momentum or None))
+
+
+def _adam(learning_rate, b1, b2, weight_decay):
+  return optax.chain(optax.add_decayed_weights(weight_decay),
+                     optax.adam(learning_rate, b1=b1, b2=b2))
+
+
+def classifier_optimizer(train):
+  """train.optimizer: "sgd" (ICL §4: momentum) or "adam" (WINN §5.6:
+  lr 0.001, β1 = 0). The learning rate lives in the optimiser state, so its
+  decay is part of the checkpoint and changes no compiled shapes."""
+  name = train.get("optimizer", "sgd")
+  if name == "sgd":
+    return optax.inject_hyperparams(
+        _sgd, static_args=("momentum", "weight_decay"))(
+        learning_rate=train.learning_rate, momentum=train.momentum,
+        weight_decay=train.weight_decay)
+  if name == "adam":
+    return optax.inject_hyperparams(
+        _adam, static_args=("b1", "b2", "weight_decay"))(
+        learning_rate=train.learning_rate, b1=train.b1, b2=train.b2,
+        weight_decay=train.weight_decay)
+  raise ConfigError(f"Unknown train.optimizer={name!r}; use 'sgd' or "
+                    "'adam'.")
 
 
 class IntrospectiveClassifier:
@@ -110,18 +154,16 @@ class IntrospectiveClassifier:
         jax.device_put(test_set.images, self._replicated))
     self.test_labels = jax.device_put(test_labels, self._replicated)
 
-    train = config.train
-    # The learning rate lives in the optimiser state, so its decay is part
-    # of the checkpoint and changes no compiled shapes.
-    self.tx = optax.inject_hyperparams(
-        _sgd, static_args=("momentum", "weight_decay"))(
-        learning_rate=train.learning_rate, momentum=train.momentum,
-        weight_decay=train.weight_decay)
+    self.tx = classifier_optimizer(config.train)
     self.settings = AscentSettings.from_config(config.synthesis)
     self.rule = build_stop_rule(config.synthesis)
+    if "winn" in self.variants:
+      self._init_winn(train_labels)
     self.base_key = jax.random.PRNGKey(config.seed)
-    self._train = jax.jit(self._train_fn, donate_argnums=(0, 1))
+    self._train = jax.jit(self._train_fn, donate_argnums=(0, 1),
+                          static_argnames=("winn",))
     self._negatives = jax.jit(self._negatives_fn, static_argnums=(2,))
+    self._winn_negatives = jax.jit(self._winn_negatives_fn)
     self._add = jax.jit(functools.partial(pool_lib.pool_add, mesh=mesh),
                         donate_argnums=0)
 
@@ -136,6 +178,43 @@ class IntrospectiveClassifier:
         self.per_round, mesh)
     if train.epochs_per_round <= 0:
       raise ConfigError("train.epochs_per_round must be > 0.")
+
+  def _init_winn(self, train_labels):
+    """Checks `config.winn` and indexes the training images by class, for
+    the per-class early-stop thresholds."""
+    winn = self.config.winn
+    if self.config.icl.mode != "softmax":
+      raise ConfigError(
+          f"The winn variant trains a softmax classifier (WINN §5.6), but "
+          f"icl.mode={self.config.icl.mode!r}; set icl.mode='softmax' or "
+          "drop 'winn' from icl.variants.")
+    for field in ("alpha", "gp_weight"):
+      if not winn[field] >= 0:
+        raise ConfigError(f"winn.{field}={winn[field]!r} must be ≥ 0 "
+                          "(WINN §5.6: alpha 0.01, gp_weight 10).")
+    if winn.threshold_positives_per_class < 1:
+      raise ConfigError(
+          f"winn.threshold_positives_per_class="
+          f"{winn.threshold_positives_per_class} must be ≥ 1: the early "
+          "stop draws its thresholds between the smallest and largest "
+          "logit of that many training images per class.")
+    if jax.process_count() > 1:
+      # The class index below is built from this process's labels.
+      raise ConfigError("The winn variant runs on one host for now; drop "
+                        "'winn' from icl.variants on a multi-host pod.")
+    self.winn_settings = AscentSettings.from_config(winn.synthesis)
+    k = self.heads.num_classes
+    # Every class has images: the data loaders refuse a split without some.
+    counts = np.bincount(train_labels, minlength=k)[:k]
+    # (K, max count) indices of each class's images, padded with its first.
+    order = np.argsort(train_labels, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    table = np.stack([
+        order[starts[c] + np.minimum(np.arange(counts.max()), counts[c] - 1)]
+        for c in range(k)]).astype(np.int32)
+    self.class_index = jax.device_put(table, self._replicated)
+    self.class_counts = jax.device_put(counts.astype(np.int32),
+                                       self._replicated)
 
   # State ----------------------------------------------------------------
 
@@ -173,6 +252,13 @@ class IntrospectiveClassifier:
 
   # Classification step ----------------------------------------------------
 
+  def _data(self, train_images, index, key):
+    """Training images `index` in [-1, 1], augmented if the config says."""
+    data = datasets.to_unit_range(train_images[index])
+    if self.config.data.augment:
+      data = datasets.augment_pad_crop_flip(key, data)
+    return data
+
   def _sample_batch(self, train_data, pool, key):
     """A batch drawn uniformly from data ∪ pool (fixed shapes whatever the
     pool holds): (images in [-1, 1], labels, is_negative)."""
@@ -184,9 +270,7 @@ class IntrospectiveClassifier:
     is_negative = index >= n
     data_index = jnp.minimum(index, n - 1)
     slot = jnp.clip(index - n, 0, self.capacity - 1)
-    data = datasets.to_unit_range(train_images[data_index])
-    if self.config.data.augment:
-      data = datasets.augment_pad_crop_flip(k_augment, data)
+    data = self._data(train_images, data_index, k_augment)
     images = jnp.where(is_negative[:, None, None, None],
                        pool.images[slot].astype(data.dtype), data)
     labels = jnp.where(is_negative, (slot % self.per_round) // self.l,
@@ -194,54 +278,127 @@ class IntrospectiveClassifier:
     images = jax.lax.with_sharding_constraint(images, self._batch)
     return images, labels, is_negative
 
-  def _train_fn(self, params, opt_state, pool, train_data, key, num_steps):
-    """`num_steps` SGD steps on data ∪ pool (`train_data`: the split
-    training images and labels, arguments because a multi-host array cannot
-    be a jit constant); returns the new parameters and
-    optimiser state and the mean loss and data accuracy over the steps."""
-    heads = self.heads
+  def _winn_batch(self, train_data, pool, key):
+    """B data images drawn as `_sample_batch` draws them from an empty pool
+    (so the baseline sees the same ones), each paired with a pseudo-negative
+    made for its class in a uniformly drawn past round: (positives, labels,
+    negatives, whether the pool has any)."""
+    train_images, train_labels = train_data
+    n, size = self.num_train, self.config.train.batch_size
+    k_index, k_augment = jax.random.split(key)
+    index = jax.random.randint(k_index, (size,), 0, n)
+    positives = self._data(train_images, index, k_augment)
+    labels = train_labels[index]
+    # Rounds write class-major blocks of per_round slots from slot 0 on, so
+    # the filled slots are the first `blocks` blocks.
+    blocks = (pool.rounds >= 0).sum() // self.per_round
+    k_block, k_member = jax.random.split(jax.random.fold_in(key, 1))
+    block = jax.random.randint(k_block, (size,), 0, jnp.maximum(blocks, 1))
+    member = jax.random.randint(k_member, (size,), 0, self.l)
+    slot = block * self.per_round + labels * self.l + member
+    negatives = pool.images[slot].astype(positives.dtype)
+    constrain = lambda x: jax.lax.with_sharding_constraint(x, self._batch)
+    return constrain(positives), labels, constrain(negatives), blocks > 0
 
-    def loss_fn(params, images, labels, is_negative):
-      logits = heads.class_logits(params, images)
-      correct = (logits.argmax(axis=1) == labels) & ~is_negative
-      accuracy = correct.sum() / jnp.maximum((~is_negative).sum(), 1)
-      return heads.loss(logits, labels, is_negative), accuracy
+  def _icl_step_loss(self, params, key, pool, train_data):
+    images, labels, is_negative = self._sample_batch(train_data, pool, key)
+    logits = self.heads.class_logits(params, images)
+    correct = (logits.argmax(axis=1) == labels) & ~is_negative
+    accuracy = correct.sum() / jnp.maximum((~is_negative).sum(), 1)
+    return (self.heads.loss(logits, labels, is_negative),
+            {"accuracy": accuracy})
+
+  def _winn_step_loss(self, params, key, pool, train_data):
+    positives, labels, negatives, any_negatives = self._winn_batch(
+        train_data, pool, key)
+    winn = self.config.winn
+    # Round 1 has no pseudo-negatives yet: the α term is masked to 0.
+    alpha = jnp.where(any_negatives, winn.alpha, 0.0)
+    loss, aux = wasserstein.winn_classifier_loss(
+        functools.partial(self.heads.class_logits, params), positives,
+        labels, negatives, jax.random.fold_in(key, 2), alpha, winn.gp_weight)
+    for name in ("wasserstein", "penalty"):   # not measured without negatives
+      aux[name] = jnp.where(any_negatives, aux[name], 0.0)
+    return loss, aux
+
+  def _train_fn(self, params, opt_state, pool, train_data, key, num_steps,
+                winn=False):
+    """`num_steps` optimiser steps on data ∪ pool (the WINN loss with
+    `winn`; `train_data`: the split training images and labels, arguments
+    because a multi-host array cannot be a jit constant); returns the new parameters and optimiser state and the means
+    over the steps of the loss and its parts (data accuracy, and for WINN
+    the cross-entropy, Wasserstein estimate and penalty)."""
+    loss_fn = self._winn_step_loss if winn else self._icl_step_loss
 
     def body(step, carry):
-      params, opt_state, loss_sum, acc_sum = carry
-      batch = self._sample_batch(train_data, pool,
-                                 jax.random.fold_in(key, step))
-      (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-          params, *batch)
+      params, opt_state, sums = carry
+      (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          params, jax.random.fold_in(key, step), pool, train_data)
       updates, opt_state = self.tx.update(grads, opt_state, params)
       params = optax.apply_updates(params, updates)
-      return params, opt_state, loss_sum + loss, acc_sum + acc
+      sums = jax.tree.map(jnp.add, sums, {"loss": loss, **aux})
+      return params, opt_state, sums
 
-    params, opt_state, loss_sum, acc_sum = jax.lax.fori_loop(
-        0, num_steps, body, (params, opt_state, jnp.float32(0),
-                             jnp.float32(0)))
-    loss = loss_sum / num_steps
-    finite = jnp.isfinite(loss) & jnp.stack(
+    names = ["loss", "accuracy"] + (
+        ["cross_entropy", "wasserstein", "penalty"] if winn else [])
+    params, opt_state, sums = jax.lax.fori_loop(
+        0, num_steps, body,
+        (params, opt_state, {k: jnp.float32(0) for k in names}))
+    means = {f"train_{k}": v / num_steps for k, v in sums.items()}
+    finite = jnp.isfinite(means["train_loss"]) & jnp.stack(
         [jnp.isfinite(p).all() for p in jax.tree.leaves(params)]).all()
-    return params, opt_state, dict(train_loss=loss,
-                                   train_accuracy=acc_sum / num_steps,
-                                   train_finite=finite)
+    return params, opt_state, dict(means, train_finite=finite)
 
   # Synthesis step ---------------------------------------------------------
 
-  def _negatives_fn(self, params, key, ascent: bool):
-    """l pseudo-negatives per class, class-major, from N(0, σ²) (clipped to
-    the data range); with `ascent`, each climbs its class's logit until it is
-    classified positive for that class or the step cap."""
-    k_init, k_ascent = jax.random.split(key)
+  def _start(self, key):
+    """l starting points per class, class-major, from N(0, σ²) clipped to
+    the data range."""
     shape = (self.per_round, *self.image_shape)
-    x0 = jnp.clip(self.config.icl.init_std * jax.random.normal(k_init, shape),
+    x0 = jnp.clip(self.config.icl.init_std * jax.random.normal(key, shape),
                   -1.0, 1.0)
-    x0 = jax.lax.with_sharding_constraint(x0, self._batch)
+    return jax.lax.with_sharding_constraint(x0, self._batch)
+
+  def _negatives_fn(self, params, key, ascent: bool):
+    """l pseudo-negatives per class, class-major, from `_start`; with
+    `ascent`, each climbs its class's logit until it is classified positive
+    for that class or the step cap."""
+    k_init, k_ascent = jax.random.split(key)
+    x0 = self._start(k_init)
     if not ascent:
       return x0, None
     return ascend(functools.partial(self._climb, params), x0, k_ascent,
                   self.rule, self.settings)
+
+  def winn_thresholds(self, params, key, train_images):
+    """WINN §4.1's early-stop thresholds, class-major like the negatives:
+    sample i of class k gets one ~ U[min, max] of the class-k logit over
+    `winn.threshold_positives_per_class` random training images of class k."""
+    k = self.heads.num_classes
+    m = self.config.winn.threshold_positives_per_class
+    k_pick, k_draw = jax.random.split(key)
+    pick = jax.random.randint(k_pick, (k, m), 0, self.class_counts[:, None])
+    index = jnp.take_along_axis(self.class_index, pick, axis=1).reshape(-1)
+    images = datasets.to_unit_range(train_images[index])
+    own = wasserstein.own_class_logit(
+        self.heads.class_logits(params, images), jnp.repeat(jnp.arange(k), m))
+    thresholds = jax.vmap(winn_thresholds, in_axes=(0, 0, None))(
+        jax.random.split(k_draw, k), own.reshape(k, m), self.l)
+    return thresholds.reshape(-1)
+
+  def _winn_negatives_fn(self, params, key, train_images):
+    """WINN's pseudo-negatives: the same starting points as ICL's for this
+    key, each climbing its own-class logit (eq. 6) with
+    `config.winn.synthesis` until it passes its threshold or the cap.
+    Returns (x, stats, thresholds)."""
+    k_init, k_ascent = jax.random.split(key)
+    k_thresholds, k_ascent = jax.random.split(k_ascent)
+    thresholds = self.winn_thresholds(params, k_thresholds, train_images)
+    x, stats = ascend(
+        logit_ascent(functools.partial(self.heads.own_logit, params)),
+        self._start(k_init), k_ascent, PerSampleThreshold(thresholds),
+        self.winn_settings)
+    return x, stats, thresholds
 
   def _climb(self, params, x, key):
     """The sampler's (score the stop rule sees, ascent direction): the
@@ -329,6 +486,9 @@ class IntrospectiveClassifier:
               f"{100 * m['train_accuracy']:.1f}%")
       if "test_error" in m:
         text += f", test error {100 * m['test_error']:.2f}%"
+      if "train_wasserstein" in m:
+        text += (f", W {m['train_wasserstein']:+.3f}, GP "
+                 f"{m['train_penalty']:.3f}")
       if "synthesis_steps_mean" in m:
         text += (f", synth {m['synthesis_steps_mean']:.0f} steps mean "
                  f"({m['synthesis_stopped_early']}/{m['synthesis_samples']}"
@@ -349,21 +509,34 @@ class IntrospectiveClassifier:
     metrics, new_state = {}, {}
     for name, s in state.items():
       m, pool = {}, s.pool
-      if name != "baseline" and round_index > 1:
+      winn = name == "winn"
+      if winn and round_index > 1:
+        negatives, stats, thresholds = self._winn_negatives(s.params, k_syn,
+                                                            self.images)
+        m.update(_synthesis_metrics(stats, name, round_index,
+                                    self.winn_settings.learning_rate))
+        thresholds = jax.device_get(thresholds)
+        m.update(synthesis_threshold_min=float(thresholds.min()),
+                 synthesis_threshold_max=float(thresholds.max()))
+        pool = self._add(pool, negatives, round_index)
+      elif name != "baseline" and round_index > 1:
         negatives, stats = self._negatives(s.params, k_syn, name == "icl")
         if stats is not None:
           m.update(_synthesis_metrics(stats, name, round_index,
                                       self.settings.learning_rate))
         pool = self._add(pool, negatives, round_index)
       filled = self.filled(name, round_index)
-      steps = math.ceil(config.train.epochs_per_round *
-                        (self.num_train + filled) / config.train.batch_size)
+      # WINN's batches are B positives each paired with a negative, so an
+      # epoch is one over the data (the baseline's count).
+      seen = self.num_train + (0 if winn else filled)
+      steps = math.ceil(config.train.epochs_per_round * seen /
+                        config.train.batch_size)
       opt_state = s.opt_state
       opt_state.hyperparams["learning_rate"] = jnp.asarray(
           lr, opt_state.hyperparams["learning_rate"].dtype)
       params, opt_state, train_metrics = self._train(
           s.params, opt_state, pool, (self.images, self.labels), k_train,
-          steps)
+          steps, winn=winn)
       train_metrics = parallel.to_host(train_metrics)
       if not train_metrics.pop("train_finite"):
         raise NonFiniteError(
@@ -408,7 +581,8 @@ def _synthesis_metrics(stats, name, round_index, learning_rate):
 
 
 def results_markdown(config, dataset_name, errors, table_text):
-  lines = [f"# ICL results: {dataset_name}, mode {config.icl.mode}, "
+  title = "WINN classifier" if "winn" in config.icl.variants else "ICL"
+  lines = [f"# {title} results: {dataset_name}, mode {config.icl.mode}, "
            f"seed {config.seed}, {config.rounds} rounds", "",
            "| model | test error (%) |", "| --- | --- |"]
   lines += [f"| {name} | {100 * e:.2f} |" for name, e in errors.items()]
@@ -424,7 +598,7 @@ def train_and_evaluate(config, workdir):
   robustness.check_epsilon(config.eval.fgsm_eps, -1.0, 1.0)
   mesh = parallel.make_mesh()
   run = IntrospectiveClassifier(config, mesh)
-  logging.info("ICL (%s) on %s: %d training images %s, %d test images, "
+  logging.info("Introspective classifiers (%s) on %s: %d training images %s, %d test images, "
                "variants %s, %d rounds, %d devices; writing to %s",
                config.icl.mode, run.dataset_name, run.num_train,
                "×".join(map(str, run.image_shape)),
