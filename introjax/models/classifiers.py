@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from introjax.errors import ConfigError
-from introjax.models.critics import Conv
+from introjax.models.critics import Conv, compute_dtype, float32_logits
 
 # He et al.'s initialiser for (leaky) ReLU networks trained from scratch by
 # SGD; DCGAN's N(0, 0.02²) left these nets at chance for several epochs.
@@ -42,8 +42,7 @@ class ICLConvNet(nn.Module):
                kernel_init=_HE, name=f"conv{i}")(x)
       x = nn.leaky_relu(x, 0.2)
     x = x.reshape(x.shape[0], -1)
-    logits = nn.Dense(self.num_outputs, dtype=self.dtype, name="logits")(x)
-    return logits.astype(jnp.float32)
+    return float32_logits(x, self.num_outputs, "logits")
 
 
 def _layer_norm(dtype, name):
@@ -97,9 +96,8 @@ class ResNet32(nn.Module):
         stride = 2 if s > 0 and b == 0 else 1
         x = _BasicBlock(width, stride, self.dtype,
                         name=f"stage{s}_block{b}")(x)
-    x = jnp.mean(x, axis=(1, 2))
-    logits = nn.Dense(self.num_outputs, dtype=self.dtype, name="logits")(x)
-    return logits.astype(jnp.float32)
+    x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    return float32_logits(x, self.num_outputs, "logits")
 
 
 CLASSIFIERS = ("icl_conv", "resnet32")
@@ -117,9 +115,9 @@ def build_classifier(model_config: ml_collections.ConfigDict, num_outputs: int,
     return ICLConvNet(num_outputs=num_outputs,
                       features=tuple(model_config.features),
                       kernel_size=model_config.kernel_size,
-                      dtype=jnp.dtype(dtype))
+                      dtype=compute_dtype(dtype))
   if name == "resnet32":
-    return ResNet32(num_outputs=num_outputs, dtype=jnp.dtype(dtype))
+    return ResNet32(num_outputs=num_outputs, dtype=compute_dtype(dtype))
   raise ConfigError(f"Unknown classifier model.name={name!r}; the known "
                     f"classifiers are: {', '.join(map(repr, CLASSIFIERS))}.")
 

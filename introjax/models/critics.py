@@ -3,6 +3,13 @@
 Every critic maps a batch (B, H, W, C) to logits (B,). Normalisation is per
 sample (LayerNorm over H, W, C), so a sample's logit and its input gradient
 never depend on what else is in the batch: synthesis is batch-independent.
+
+Precision: `dtype` is the compute dtype ("float32" or "bfloat16").
+Parameters are float32 and cast where they are used (`Conv`), inputs are
+cast by the first convolution, LayerNorm takes its statistics in float32,
+and the last (Dense) layer runs in float32 on the upcast features, so
+logits, losses and every gradient (of the parameters and of the input the
+ascent climbs) are float32; only the convolutions' work is in bfloat16.
 """
 from typing import Callable, Sequence
 
@@ -12,6 +19,30 @@ import ml_collections
 
 from introjax.errors import ConfigError
 from introjax.models.conv import conv2d
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def compute_dtype(name) -> jnp.dtype:
+  """The compute dtype `config.dtype` names."""
+  try:
+    dtype = jnp.dtype(name)
+  except TypeError:
+    dtype = None
+  if dtype is None or dtype.name not in COMPUTE_DTYPES:
+    raise ConfigError(
+        f"Unknown config.dtype={name!r}; use 'float32' or 'bfloat16' (the "
+        "compute dtype; parameters, optimiser state and images stay "
+        "float32).")
+  return dtype
+
+
+def float32_logits(x, num_outputs, name,
+                   kernel_init=nn.initializers.lecun_normal()):
+  """The last layer in float32: logits (and so losses and early-stopping
+  decisions) keep float32 resolution whatever the compute dtype."""
+  return nn.Dense(num_outputs, dtype=jnp.float32, name=name,
+                  kernel_init=kernel_init)(x.astype(jnp.float32))
 
 
 class Conv(nn.Module):
@@ -54,9 +85,7 @@ class DCGANCritic(nn.Module):
                          name=f"norm{i}")(x)
       x = nn.leaky_relu(x, 0.2)
     x = x.reshape(x.shape[0], -1)
-    logit = nn.Dense(1, dtype=self.dtype, name="logit",
-                     kernel_init=nn.initializers.normal(0.02))(x)
-    return logit[:, 0].astype(jnp.float32)
+    return float32_logits(x, 1, "logit", nn.initializers.normal(0.02))[:, 0]
 
 
 _NORMS = ("layer", "none")
@@ -128,9 +157,8 @@ class ResNetCritic(nn.Module):
     x = block(True, name="block2")(x)
     x = block(False, name="block3")(x)
     x = block(False, name="block4")(x)
-    x = nn.relu(x).mean(axis=(1, 2))
-    logit = nn.Dense(1, dtype=self.dtype, name="logit")(x)
-    return logit[:, 0].astype(jnp.float32)
+    x = nn.relu(x).astype(jnp.float32).mean(axis=(1, 2))
+    return float32_logits(x, 1, "logit")[:, 0]
 
 
 def build_critic(model: ml_collections.ConfigDict, dtype="float32") -> nn.Module:
@@ -151,10 +179,10 @@ def build_critic(model: ml_collections.ConfigDict, dtype="float32") -> nn.Module
                         "every block of the ResNet critic; give one positive "
                         "integer such as 128.")
     return ResNetCritic(features=model.features, norm=model.norm,
-                        dtype=jnp.dtype(dtype))
+                        dtype=compute_dtype(dtype))
   return DCGANCritic(features=tuple(model.features),
                      kernel_size=model.kernel_size, norm=model.norm,
-                     dtype=jnp.dtype(dtype))
+                     dtype=compute_dtype(dtype))
 
 
 def init_critic(critic: nn.Module, key, input_shape):

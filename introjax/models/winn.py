@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from introjax.errors import ConfigError
-from introjax.models.critics import Conv
+from introjax.models.critics import Conv, compute_dtype, float32_logits
 
 
 def _layer_norm(dtype, name):
@@ -68,9 +68,7 @@ class WINNCritic(nn.Module):
       if (i + 1) % self.convs_per_stage == 0:
         x = nn.avg_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape(x.shape[0], -1)
-    logit = nn.Dense(1, dtype=self.dtype, name="logit",
-                     kernel_init=nn.initializers.normal(0.02))(x)
-    return logit[:, 0].astype(jnp.float32)
+    return float32_logits(x, 1, "logit", nn.initializers.normal(0.02))[:, 0]
 
 
 _NORMS = ("layer", "none")
@@ -92,7 +90,7 @@ def build_winn_critic(model: ml_collections.ConfigDict, dtype="float32"):
         f"whole number of stages of model.convs_per_stage={per_stage}; give "
         "a multiple of convs_per_stage widths.")
   return WINNCritic(features=tuple(model.features), convs_per_stage=per_stage,
-                    norm=norm, dtype=jnp.dtype(dtype))
+                    norm=norm, dtype=compute_dtype(dtype))
 
 
 class UpsamplingInitializer(nn.Module):
