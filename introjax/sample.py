@@ -23,6 +23,7 @@ import jax
 from introjax import cli
 from introjax.data import images as image_data
 from introjax.eval.images import save_grid
+from introjax.models import cascade as cascade_lib
 from introjax.saved import load_model
 from introjax.training import harness
 
@@ -43,6 +44,8 @@ _STEPS = flags.DEFINE_integer("style_steps", None, "Style transfer: ascent "
 _CONTENT_SIZE = flags.DEFINE_integer("content_size", 256, "Style transfer: the "
                                      "content image's shorter side.")
 _OUT = flags.DEFINE_string("out", None, "PNG path to write.")
+_CRITICS = flags.DEFINE_integer("critics", None, "Use only the cascade's "
+                                "first N critics (default: all).")
 
 
 def main(argv):
@@ -50,6 +53,8 @@ def main(argv):
   model, cascade, round_index = load_model(_WORKDIR.value, _ROUND.value)
   config = model.config
   key = jax.random.PRNGKey(_SEED.value)
+  if _CRITICS.value is not None:
+    cascade = cascade_lib.first(cascade, _CRITICS.value)
   num_critics = int(cascade.count)
   if _CONTENT.value:
     content = image_data.load_image(_CONTENT.value, size=_CONTENT_SIZE.value,

@@ -156,6 +156,16 @@ def test_sample_command_writes_png(trained, tmp_path):
                    "--num_images=1", f"--out={out}")
   assert result.returncode == 0, result.stderr
   assert Image.open(out).size == (40, 40)
+  # Only the first critic of the two; a third is refused in one sentence.
+  result = run_cli("introjax.sample", f"--workdir={workdir}", "--size=24",
+                   "--critics=1", f"--out={out}")
+  assert result.returncode == 0, result.stderr
+  assert "with round 2's 1 critic(s)" in result.stderr
+  result = run_cli("introjax.sample", f"--workdir={workdir}", "--critics=3")
+  assert result.returncode != 0
+  assert "has 2 trained critic(s); ask for between 1 and 2, not 3" in (
+      result.stderr)
+  assert "Traceback" not in result.stderr
 
 
 def test_unknown_config_key_names_valid_keys(tmp_path):

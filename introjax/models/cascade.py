@@ -12,6 +12,8 @@ from flax import struct
 import jax
 import jax.numpy as jnp
 
+from introjax.errors import UserError
+
 
 @struct.dataclass
 class Cascade:
@@ -55,3 +57,13 @@ def grown(cascade, capacity):
 def critic(cascade, index):
   """Critic `index`'s parameters."""
   return jax.tree.map(lambda c: c[index], cascade.critics)
+
+
+def first(cascade, num):
+  """The cascade's first `num` critics (WINN eq. 8's model after `num`
+  cascades; IGM's after `num` rounds): the same stack, a smaller count."""
+  trained = int(cascade.count)
+  if not 1 <= num <= trained:
+    raise UserError(f"The cascade has {trained} trained critic(s); ask for "
+                    f"between 1 and {trained}, not {num}.")
+  return cascade.replace(count=jnp.int32(num))
