@@ -1,5 +1,9 @@
 """conv2d (with its CPU-specific VJP) against XLA's convolution in float64:
-values, both gradients, and a gradient of a gradient."""
+values, both gradients, and a gradient of a gradient. The shapes cover both
+forward paths (patch matrix product on small or strided maps, XLA's
+convolution on 17×18) and the phase-wise col2im's edge cases: strides 1–3,
+even and 1×1 kernels, VALID padding that leaves input rows unused, and a
+1-pixel-high map."""
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -24,7 +28,9 @@ def float64():
 @pytest.mark.parametrize("size, k, stride, padding", [
     (8, 5, 2, "SAME"), (7, 5, 2, "SAME"), (4, 5, 2, "SAME"), (9, 3, 2, "SAME"),
     (6, 3, 1, "SAME"), (8, 5, 2, "VALID"), (9, 3, 2, "VALID"),
-    (5, 3, 1, "VALID"), (2, 5, 2, "SAME")])
+    (5, 3, 1, "VALID"), (2, 5, 2, "SAME"), (10, 3, 2, "VALID"),
+    (11, 4, 3, "SAME"), (7, 1, 2, "SAME"), (1, 3, 1, "SAME"),
+    (17, 5, 2, "SAME")])
 def test_conv2d_matches_xla(size, k, stride, padding):
   kx, kw, kd = jax.random.split(jax.random.PRNGKey(size * 31 + k), 3)
   x = jax.random.normal(kx, (2, size, size + 1, 3), jnp.float64)
