@@ -25,7 +25,11 @@ metrics.jsonl (per round, with the sliced Wasserstein distance to real
 images), and samples/: round_NNN.png (that round's pseudo-negatives) and
 final_SxS.png (new images climbed from p0 through the cascade).
 """
+import os
+
 import ml_collections
+
+from introjax import config_utils
 
 
 def get_config(variant=""):
@@ -61,29 +65,12 @@ def get_config(variant=""):
   c.winn.pool_rounds = 11        # keeps p0's samples and every round's
   c.winn.recency_decay = 1.0     # uniform over the pool
 
-  c.train = ml_collections.ConfigDict()
-  c.train.loss = "wgan_gp"       # eq. 5 + λ·gradient penalty
-  c.train.gp_weight = 10.0       # λ
-  c.train.optimizer = "adam"     # §5.1: Adam 1e-4, β = (0, 0.9)
-  c.train.learning_rate = 1e-4
-  c.train.b1 = 0.0
-  c.train.b2 = 0.9
-  c.train.batch_size = 32        # positives (and as many negatives) per step
-  c.train.k = 3                  # passes per round (Algorithm 1's k)
-  c.train.batches_per_pass = 5   # mini-batches per pass
-
-  c.synthesis = ml_collections.ConfigDict()
-  c.synthesis.optimizer = "adam"  # §5.1: Adam lr 0.01, β = (0.9, 0.99)
-  c.synthesis.learning_rate = 0.01
-  c.synthesis.b1 = 0.9
-  c.synthesis.b2 = 0.99
-  c.synthesis.noise_std = 0.0    # §4.1: no noise injection in practice
-  c.synthesis.clip = 1.0
-  c.synthesis.max_steps = 100
-  c.synthesis.stop = "winn"      # per sample, threshold ~ U[min, max f(x⁺)]
-  c.synthesis.threshold_positives = 50  # positives the thresholds come from
-  c.synthesis.window = 20        # for stop="windowed"
-  c.synthesis.stop_probability = 0.5  # for stop="windowed" or "logit"
+  # §5.1's critic training (WGAN-GP, Adam 1e-4) and synthesis (Adam 0.01,
+  # per-sample thresholds) are the same for faces as for textures.
+  texture = config_utils.load_config_file(
+      os.path.join(os.path.dirname(__file__), "winn_texture.py"))
+  c.train = texture.train
+  c.synthesis = texture.synthesis
 
   c.generate = ml_collections.ConfigDict()
   c.generate.num_images = 64     # the final grid, at the images' size
