@@ -52,3 +52,25 @@ def test_conv2d_matches_xla(size, k, stride, padding):
     return jax.grad(lambda w: jnp.sum(gx(w) ** 2))(w)
   np.testing.assert_allclose(penalty(ours), penalty(ref), rtol=1e-10,
                              atol=1e-10)
+
+
+def test_conv2d_gradients_inside_shard_map():
+  """A replicated kernel applied to a sharded batch inside `shard_map`: the
+  kernel's gradient is summed over the batch axis as XLA's is (the axis
+  check holds even on a 1-device mesh)."""
+  mesh = jax.make_mesh((len(jax.devices()),), ("data",))
+  spec = jax.sharding.PartitionSpec
+  x = jax.random.normal(jax.random.PRNGKey(0), (len(jax.devices()) * 2, 8, 8, 3))
+  w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 3, 5))
+
+  def grads(conv):
+    def loss(w, x):
+      return lax.psum(jnp.sum(jnp.tanh(conv(x, w, 2, "SAME"))), "data")
+    return jax.jit(jax.shard_map(
+        jax.grad(loss, argnums=(0, 1)), mesh=mesh,
+        in_specs=(spec(), spec("data")), out_specs=(spec(), spec("data"))))(
+            jax.device_put(w, jax.NamedSharding(mesh, spec())),
+            jax.device_put(x, jax.NamedSharding(mesh, spec("data"))))
+
+  for got, want in zip(grads(conv2d), grads(reference)):
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)

@@ -119,6 +119,24 @@ def _col2im(dpatches, x_shape, k, stride, padding):
       (-left, x_shape[2] + left - cols * s, 0), (0, 0, 0)))
 
 
+def _varying_axes(x):
+  """The `shard_map` mesh axes along which x differs between shards
+  (JAX ≥ 0.10 keeps them in `manual_axis_type`, earlier versions in `vma`)."""
+  aval = jax.typeof(x)
+  mat = getattr(aval, "manual_axis_type", None)
+  return mat.varying if mat is not None else getattr(aval, "vma", frozenset())
+
+
+def _sum_over_extra_axes(cotangent, primal):
+  """Inside `shard_map`, a kernel replicated over a mesh axis but applied
+  to a sharded batch gets a per-shard cotangent; its gradient is the sum
+  over that axis (what JAX does itself when it transposes the implicit
+  broadcast of a replicated operand, and what a custom VJP must do by
+  hand)."""
+  extra = _varying_axes(cotangent) - _varying_axes(primal)
+  return lax.psum(cotangent, tuple(sorted(extra))) if extra else cotangent
+
+
 def _cpu_conv(x, kernel, stride, padding):
 
   @jax.custom_vjp
@@ -135,7 +153,8 @@ def _cpu_conv(x, kernel, stride, padding):
     dpatches = dpatches.reshape(dy.shape[:3] + (k * k * cin,))
     patches = _patches(x, k, stride, padding).reshape(-1, k * k * cin)
     dkernel = jnp.dot(patches.T, dy.reshape(-1, cout)).reshape(kernel.shape)
-    return _col2im(dpatches, x.shape, k, stride, padding), dkernel
+    dx = _col2im(dpatches, x.shape, k, stride, padding)
+    return _sum_over_extra_axes(dx, x), _sum_over_extra_axes(dkernel, kernel)
 
   conv.defvjp(fwd, bwd)
   return conv(x, kernel)
