@@ -15,9 +15,11 @@ import numpy as np
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from conftest import load_config  # pylint: disable=wrong-import-position
 from introjax import parallel  # pylint: disable=wrong-import-position
+from introjax.data import datasets  # pylint: disable=wrong-import-position
 from introjax.data import pool as pool_lib  # pylint: disable=wrong-import-position
 from introjax.training.icl import IntrospectiveClassifier  # pylint: disable=wrong-import-position
 from introjax.training.igm import TextureIGM  # pylint: disable=wrong-import-position
+from introjax.training.images import ImageIGM  # pylint: disable=wrong-import-position
 
 _COLLECTIVE = re.compile(r"= (\(.*?\)|\S+) (all-gather|all-reduce|"
                          r"reduce-scatter|all-to-all|collective-permute)"
@@ -77,7 +79,7 @@ def main():
   programs = {
       "igm pool_add": igm._add.lower(state.pool, state.negatives, 1),
       "igm classification step": igm._train_critic.lower(
-          state.critic, state.opt_state, state.pool, key, 1)}
+          igm.positive, state.critic, state.opt_state, state.pool, key, 1)}
   config = load_config("icl_digits.py:tiny")
   config.icl.pool_rounds = 16
   icl = IntrospectiveClassifier(config, mesh)
@@ -90,6 +92,31 @@ def main():
           f"{pool_elements if 'igm' in name else s.pool.images.size}")
     assert moved < (pool_elements if "igm" in name else s.pool.images.size) // 2, name
   print("pool sharded, never gathered")
+  check_image_positives_are_split(mesh, key)
+
+
+def check_image_positives_are_split(mesh, key):
+  """A dataset of images (the positives of IGM/WINN on faces, SVHN, CIFAR)
+  is split over the devices like the pool, and a classification step moves
+  a batch of it, not all of it."""
+  config = load_config("igm_celeba.py:tiny")
+  config.data.max_images = 60          # 64 rows: 4 rows of padding
+  faces = ImageIGM(config, mesh)
+  assert faces.positive.shape[0] == 64 and faces.num_positives == 60
+  assert faces.positive.addressable_shards[0].data.shape[0] == 8
+  state = faces.init_state()
+  dataset = faces.positive.size
+  moved = largest_collective(faces._train_critic.lower(
+      faces.positive, state.critic, state.opt_state, state.pool, key,
+      1).compile().as_text())
+  print(f"image classification step: largest collective {moved} elements, "
+        f"dataset {dataset}")
+  assert moved < dataset // 2
+  # No padding row is ever drawn.
+  drawn = np.asarray(faces.positive_patches(key, 4096, 16))
+  padding = datasets.to_unit_range(np.zeros((16, 16, 1), np.uint8))
+  assert not np.any(np.all(np.abs(drawn - padding) < 1e-6, axis=(1, 2, 3)))
+  print("image positives sharded, never gathered")
 
 
 if __name__ == "__main__":

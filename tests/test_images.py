@@ -45,30 +45,48 @@ def data_config(**fields):
 
 def test_lfw_subset_is_the_bundled_faces_resized_to_32():
   import skimage.data
-  faces, name = datasets.load_images(data_config(source="lfw_subset",
-                                                 image_size=32))
-  assert name == "lfw_subset"
+  faces, name, total = datasets.load_images(data_config(source="lfw_subset",
+                                                        image_size=32))
+  assert name == "lfw_subset" and total == 200
   assert faces.shape == (200, 32, 32, 1) and faces.dtype == np.uint8
   raw = np.round(skimage.data.lfw_subset()[7] * 255).astype(np.uint8)
   expected = np.asarray(Image.fromarray(raw).resize((32, 32), Image.BICUBIC))
   np.testing.assert_array_equal(faces[7, ..., 0], expected)
-  rgb, _ = datasets.load_images(data_config(source="lfw_subset", channels=3,
-                                            max_images=5))
+  rgb, _, _ = datasets.load_images(data_config(source="lfw_subset",
+                                               channels=3, max_images=5))
   assert rgb.shape == (5, 25, 25, 3)
   np.testing.assert_array_equal(rgb[..., 0], rgb[..., 2])
+  # One process's rows: only those are kept; an empty share keeps the shape.
+  part, _, total = datasets.load_images(
+      data_config(source="lfw_subset", image_size=32), rows=lambda n: (7, 9))
+  assert total == 200
+  np.testing.assert_array_equal(part, faces[7:9])
+  none, _, _ = datasets.load_images(
+      data_config(source="lfw_subset", image_size=32),
+      rows=lambda n: (n, n + 8))
+  assert none.shape == (0, 32, 32, 1)
 
 
 def test_celeb_a_is_centre_cropped_as_it_is_decoded():
   with tfds.testing.mock_data(num_examples=3):
     raw = tfds.data_source("celeb_a", split="train", download=False)
-    crops, name = datasets.load_images(data_config(
+    crops, name, total = datasets.load_images(data_config(
         source="tfds", name="celeb_a", split="train", crop=64,
         image_size=64))
-    framed, _ = datasets.load_images(data_config(
+    framed, _, _ = datasets.load_images(data_config(
         source="tfds", name="celeb_a", crop=108, image_size=64,
         channels=1))
+    last, _, _ = datasets.load_images(data_config(
+        source="tfds", name="celeb_a", split="train", crop=64,
+        image_size=64), rows=lambda n: (2, 4))
+    empty, _, _ = datasets.load_images(data_config(
+        source="tfds", name="celeb_a", split="train", crop=64,
+        image_size=64), rows=lambda n: (4, 8))
     originals = [np.asarray(raw[i]["image"]) for i in range(3)]
   assert name == "tfds:celeb_a" and crops.shape == (3, 64, 64, 3)
+  assert total == 3
+  np.testing.assert_array_equal(last, crops[2:])
+  assert empty.shape == (0, 64, 64, 3)
   for crop, original in zip(crops, originals):
     h, w = original.shape[:2]   # 218×178
     top, left = (h - 64) // 2, (w - 64) // 2
@@ -157,7 +175,7 @@ def face_runs(faces, tmp_path_factory):
 def test_positives_are_whole_dataset_images(faces):
   pos = faces.positive_patches(jax.random.PRNGKey(2), 12, 16)
   assert pos.shape == (12, 16, 16, 1)
-  data = np.asarray(faces.image, np.float32) / 127.5 - 1.0
+  data = np.asarray(faces.positive, np.float32) / 127.5 - 1.0
   for p in np.asarray(pos):
     assert np.abs(data - p).max(axis=(1, 2, 3)).min() < 1e-6
   # With flips every positive is an image or its mirror, and both occur.
@@ -170,6 +188,21 @@ def test_positives_are_whole_dataset_images(faces):
               for p in pos]
   assert all(a or m for a, m in zip(as_is, mirrored))
   assert 0 < sum(as_is) < 64 and 0 < sum(mirrored) < 64
+
+
+def test_compiled_steps_take_the_dataset_as_an_argument(faces):
+  """No compiled step holds its own copy of the dataset: a jitted function
+  that closed over it would carry it as a constant of its program."""
+  state = faces.init_state()
+  key = jax.random.PRNGKey(0)
+  steps = {
+      "classification": (faces._train_critic_fn, (
+          faces.positive, state.critic, state.opt_state, state.pool, key, 1)),
+      "synthesis": (faces._synthesize_fn, (
+          faces.positive, state.critic, state.negatives, key))}
+  for name, (step, args) in steps.items():
+    consts = jax.make_jaxpr(step)(*args).consts
+    assert all(np.size(c) < faces.positive.size for c in consts), name
 
 
 def test_face_run_learns_and_writes_checkpoints_samples_and_swd(faces,

@@ -28,3 +28,4 @@ def test_pool_is_split_and_never_gathered():
       env=subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
   assert result.returncode == 0, result.stdout + result.stderr[-3000:]
   assert "pool sharded, never gathered" in result.stdout
+  assert "image positives sharded, never gathered" in result.stdout

@@ -262,13 +262,15 @@ def _tfds(name, split, data_dir, limit, split_key, rows=None, transform=None,
   if limit:
     ds = ds[:limit]
   total = len(ds)
+  if not total:
+    return np.zeros((0, 1, 1, 1), np.uint8), np.zeros((0,), np.int32), total
+  # The first example of the whole split: a process can hold no rows at all
+  # and still needs the image shape.
+  first = ds[0]
   if rows is not None:
     start, stop = rows(total)
     ds = ds[min(start, total):min(stop, total)]
   n = len(ds)
-  if not n:
-    return np.zeros((0, 1, 1, 1), np.uint8), np.zeros((0,), np.int32), total
-  first = ds[0]
   needed = {"image", "label"} if with_labels else {"image"}
   if not isinstance(first, dict) or not needed <= first.keys():
     keys = sorted(first) if isinstance(first, dict) else type(first).__name__
@@ -292,7 +294,7 @@ def _tfds(name, split, data_dir, limit, split_key, rows=None, transform=None,
                               prefetch_buffer_size=4)
   start = 0
   try:
-    for x, y in ds.to_iter_dataset(options):
+    for x, y in ds.to_iter_dataset(options) if n else ():
       images[start:start + len(x)] = x
       labels[start:start + len(y)] = y
       start += len(x)
@@ -354,9 +356,9 @@ IMAGE_SOURCES = ("lfw_subset", "tfds")
 LFW_SUBSET_SIZE = 32
 
 
-def load_images(data):
-  """The unlabelled training images the config's data section names, as
-  (N, S, S, C) uint8, and a name for them.
+def load_images(data, rows=None):
+  """The unlabelled training images the config's data section names: (N, S,
+  S, C) uint8, a name for them, and how many there are over every process.
 
   Fields read from `data`: `source` ("lfw_subset": scikit-image's bundled
   faces, offline; "tfds": `name`, `split` ("+"-joins), `data_dir`),
@@ -365,6 +367,10 @@ def load_images(data):
   kept), `channels` (0: as stored; 1: grey; 3: RGB). Each image is cut and
   resized as it is decoded, so a large dataset never sits in memory at its
   stored size.
+
+  `rows`, as in `load_classification`: a function of the dataset's size
+  returning the rows [start, stop) this process keeps (TFDS: only those are
+  decoded); None keeps all.
 
   Raises:
     DataError: the data is missing, not prepared, empty, or smaller than
@@ -384,22 +390,26 @@ def load_images(data):
     faces = np.round(faces * 255.0).astype(np.uint8)[..., None]
     if limit:
       faces = faces[:limit]
-    images = np.stack([transform(face) for face in faces])
+    total = len(faces)
+    images = np.empty((0, *np.shape(transform(faces[0]))), np.uint8)
+    if rows is not None:
+      faces = faces[slice(*rows(total))]
+    images = np.concatenate([images] + [transform(f)[None] for f in faces])
     name = "lfw_subset"
   elif source == "tfds":
     tfds_name = data.get("name", "")
-    images, _, _ = _tfds(tfds_name, data.get("split", "train"),
-                         data.get("data_dir", ""), limit, "split",
-                         transform=transform, with_labels=False)
+    images, _, total = _tfds(tfds_name, data.get("split", "train"),
+                             data.get("data_dir", ""), limit, "split", rows,
+                             transform=transform, with_labels=False)
     name = f"tfds:{tfds_name}"
   else:
     raise DataError(f"Unknown image source {source!r}; set "
                     "--config.data.source to one of "
                     f"{', '.join(IMAGE_SOURCES)}.")
-  if not len(images):
+  if not total:
     raise DataError(f"{name} has no images; check the data source and "
                     "--config.data.max_images.")
-  return _with_channels(images, int(data.get("channels", 0))), name
+  return _with_channels(images, int(data.get("channels", 0))), name, total
 
 
 def _square(image, crop, size):

@@ -210,16 +210,19 @@ class TextureTrainer:
     self._check(mesh)
     self.base_key = jax.random.PRNGKey(config.seed)
     self._p0_network = jax.random.fold_in(self.base_key, _P0_NETWORK_STREAM)
-    self._train_critic = jax.jit(self._train_critic_fn, donate_argnums=(0, 1))
+    # Every compiled step takes the positives as an argument: an array a
+    # jitted function closed over would be baked into its program as a
+    # constant (a copy per program, a dataset in the HLO, no sharding).
+    self._train_critic = jax.jit(self._train_critic_fn, donate_argnums=(1, 2))
     self._synthesize = jax.jit(self._synthesize_fn)
     self._add = jax.jit(functools.partial(pool_lib.pool_add, mesh=mesh),
                         donate_argnums=0)
     self._put_critic = jax.jit(cascade_lib.put, donate_argnums=0)
-    self._generate = jax.jit(self._generate_fn, static_argnums=(2,))
+    self._generate = jax.jit(self._generate_fn, static_argnums=(3,))
 
   # Positives -----------------------------------------------------------------
   # The one place that knows where positives come from: a member trained on
-  # a dataset of whole images (training/images.py) overrides these two.
+  # a dataset of whole images (training/images.py) overrides these.
 
   def _load_positives(self):
     """Reads the data and sets the shapes everything else is built from:
@@ -247,14 +250,18 @@ class TextureTrainer:
     """The config field that sets the critic's input size."""
     return f"{self.section}.patch_size"
 
-  def positive_patches(self, key, num, size):
-    """`num` random size×size positives (float32 in [-1, 1]): crops of the
-    texture canvas at uniform positions. Used by the classification step,
-    WINN's thresholds and SWD."""
+  def draw_positives(self, positive, key, num, size):
+    """`num` random size×size positives (float32 in [-1, 1]) from
+    `positive` (`self.positive`, or its stand-in inside a compiled step):
+    crops of the texture canvas at uniform positions. Used by the
+    classification step, WINN's thresholds, SWD and FID."""
     origins = anysize.random_origins(key, 1, num, self.canvas_shape[:2],
                                      size)[0]
-    return anysize.crop(self.positive, jnp.zeros(num, jnp.int32), origins,
-                        size)
+    return anysize.crop(positive, jnp.zeros(num, jnp.int32), origins, size)
+
+  def positive_patches(self, key, num, size):
+    """`draw_positives` from this member's positives (outside jit)."""
+    return self.draw_positives(self.positive, key, num, size)
 
   def describe_data(self):
     source = self.config.data.image_path or self.config.data.texture
@@ -419,7 +426,8 @@ class TextureTrainer:
 
   # Classification step ----------------------------------------------------
 
-  def _train_critic_fn(self, params, opt_state, pool, key, round_index):
+  def _train_critic_fn(self, positive, params, opt_state, pool, key,
+                       round_index):
     """`train_steps` optimiser steps on positives ∪ pool, or fewer once the
     smoothed loss reaches `loss_target`; stops at a non-finite loss."""
     train, sec = self.config.train, self.sec
@@ -429,7 +437,7 @@ class TextureTrainer:
 
     def batch(key):
       k_pos, k_slot, k_neg = jax.random.split(key, 3)
-      pos = self.positive_patches(k_pos, per_class, self.patch)
+      pos = self.draw_positives(positive, k_pos, per_class, self.patch)
       slots = pool_lib.pool_sample(pool, k_slot, train.batch_size,
                                    round_index, sec.recency_decay)
       neg = anysize.crop(
@@ -495,7 +503,7 @@ class TextureTrainer:
         functools.partial(self.logits, params), self.patch,
         self._patches_for(canvas_hw))
 
-  def _stop_rule(self, params, key, num, patches):
+  def _stop_rule(self, positive, params, key, num, patches):
     """The early-stopping rule for `num` canvases of `patches` patches.
 
     WINN §4.1 ("winn"): canvas i stops once its mean patch logit exceeds
@@ -506,19 +514,20 @@ class TextureTrainer:
       return self.rule
     n_pos = self.config.synthesis.threshold_positives
     k_pos, k_draw = jax.random.split(key)
-    crops = self.positive_patches(k_pos, n_pos * patches, self.patch)
+    crops = self.draw_positives(positive, k_pos, n_pos * patches, self.patch)
     logits = self.logits(params, crops).reshape(n_pos, patches)
     return PerSampleThreshold(winn_thresholds(k_draw, logits, num))
 
-  def _synthesize_fn(self, params, canvases, key):
+  def _synthesize_fn(self, positive, params, canvases, key):
     hw = canvases.shape[1:3]
-    rule = self._stop_rule(params, jax.random.fold_in(key, 1),
+    rule = self._stop_rule(positive, params, jax.random.fold_in(key, 1),
                            canvases.shape[0], self._patches_for(hw))
     x, stats = ascend(self._ascent(params, hw), canvases, key, rule,
                       self.settings)
     return x, stats, _thresholds(rule)
 
-  def _generate_fn(self, cascade, x0, stylize: Optional[tuple], key):
+  def _generate_fn(self, positive, cascade, x0, stylize: Optional[tuple],
+                   key):
     """Runs x0 up each trained critic of `cascade` in order (IGM's
     generation, WINN eq. 8); with `stylize=(alpha, steps)` x0 is the content
     image and each stage runs a fixed number of steps of IGM §4.2's style
@@ -537,8 +546,8 @@ class TextureTrainer:
         score_and_grad = _with_fidelity(score_and_grad, x0, alpha)
         rule, settings = FixedSteps(), settings.replace(max_steps=steps)
       else:
-        rule = self._stop_rule(params, jax.random.fold_in(key, 1), x.shape[0],
-                               self._patches_for(hw))
+        rule = self._stop_rule(positive, params, jax.random.fold_in(key, 1),
+                               x.shape[0], self._patches_for(hw))
       return ascend(score_and_grad, x, key, rule, settings)
 
     def stage(x, inputs):
@@ -561,7 +570,8 @@ class TextureTrainer:
     canvas = (size + 2 * pad, size + 2 * pad, self.canvas_shape[2])
     k_init, k_ascent = jax.random.split(key)
     x0 = self.initial_negatives(k_init, num, canvas)
-    canvases, stats = self._generate(cascade, x0, None, k_ascent)
+    canvases, stats = self._generate(self.positive, cascade, x0, None,
+                                     k_ascent)
     return _crop_center(canvases, pad), stats
 
   def stylize(self, cascade, content, alpha, steps, key):
@@ -570,8 +580,8 @@ class TextureTrainer:
     pad = self.config.data.pad
     canvas = image_data.texture_canvas(content, pad)[None]
     canvas = jax.device_put(canvas, self._replicated)
-    out, stats = self._generate(cascade, canvas, (float(alpha), int(steps)),
-                                key)
+    out, stats = self._generate(self.positive, cascade, canvas,
+                                (float(alpha), int(steps)), key)
     return _crop_center(out, pad)[0], stats
 
   # Evaluation --------------------------------------------------------------
@@ -644,7 +654,7 @@ class TextureTrainer:
     key = jax.random.fold_in(self.base_key, t)
     k_train, k_syn, k_init = jax.random.split(key, 3)
     critic, opt_state, train_metrics = self._train_critic(
-        state.critic, state.opt_state, state.pool, k_train, t)
+        self.positive, state.critic, state.opt_state, state.pool, k_train, t)
     # Checked before synthesis, which a broken critic would only waste.
     train_metrics = _train_metrics(train_metrics)
     if not train_metrics.pop("train_finite"):
@@ -662,7 +672,8 @@ class TextureTrainer:
       start = self.initial_negatives(k_init, self.sec.negatives_per_round)
     else:
       start = seeds
-    negatives, stats, thresholds = self._synthesize(critic, start, k_syn)
+    negatives, stats, thresholds = self._synthesize(self.positive, critic,
+                                                    start, k_syn)
     # A new entry, or the critic still in training replaces its last copy.
     cascade = self._put_critic(state.cascade, critic,
                                jnp.int32(self.critic_index(t)))
