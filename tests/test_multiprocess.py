@@ -1,5 +1,6 @@
 """Two processes (2 CPU devices each, one 4-device mesh, gloo collectives)
-train the tiny IGM texture and ICL digits configs end to end through
+train the tiny IGM texture and ICL digits (with the WINN classifier, whose
+per-class thresholds need every process's labels) configs end to end through
 `python -m introjax.main`, and agree with one process on the same 4-device
 mesh.
 
@@ -36,7 +37,7 @@ _RUNS = {
     "icl": ("icl_digits.py:tiny", ["--config.rounds=2",
                                    "--config.data.max_train=402",
                                    "--config.train.epochs_per_round=1",
-                                   "--config.icl.variants=('baseline','icl')"]),
+                                   "--config.icl.variants=('baseline','icl','winn')"]),
 }
 
 
@@ -109,7 +110,7 @@ def test_two_processes_match_one_process(tmp_path):
       config = load_config(_RUNS["icl"][0])
       config.data.max_train = 402
       config.train.epochs_per_round = 1.0
-      config.icl.variants = ("baseline", "icl")
+      config.icl.variants = ("baseline", "icl", "winn")
       model = IntrospectiveClassifier(config,
                                       parallel.make_mesh(jax.devices()[:1]))
     items_one, round_one = restore_latest(model, one)
@@ -124,7 +125,7 @@ def test_two_processes_match_one_process(tmp_path):
       assert (tmp_path / "igm_2proc" / "samples" / "round_001.png").exists()
       assert (tmp_path / "igm_2proc" / "samples" / "final_32x32.png").exists()
     else:
-      for variant in ("baseline", "icl"):
+      for variant in config.icl.variants:
         jax.tree.map(lambda a, b: np.testing.assert_allclose(
             b, a, rtol=1e-3, atol=1e-3), items_one["variants"][variant][
                 "params"], items_two["variants"][variant]["params"])

@@ -172,7 +172,8 @@ def test_synthesis_stops_each_sample_at_its_class_threshold(cli_run,
   params = jax.device_put(run.from_items(items)["winn"].params,
                           run._replicated)
   key = jax.random.PRNGKey(5)
-  negatives, stats, thresholds = run._winn_negatives(params, key, run.images)
+  negatives, stats, thresholds = run._winn_negatives(
+      params, key, run.images, run.class_index, run.class_counts)
   start = run._start(jax.random.split(key)[0])   # the same starting noise
   own = lambda x: np.asarray(run.heads.own_logit(params, x)).reshape(10, -1)
   before, after = own(start), own(negatives)

@@ -158,7 +158,7 @@ class IntrospectiveClassifier:
     self.settings = AscentSettings.from_config(config.synthesis)
     self.rule = build_stop_rule(config.synthesis)
     if "winn" in self.variants:
-      self._init_winn(train_labels)
+      self._init_winn()
     self.base_key = jax.random.PRNGKey(config.seed)
     self._train = jax.jit(self._train_fn, donate_argnums=(0, 1),
                           static_argnames=("winn",))
@@ -179,7 +179,7 @@ class IntrospectiveClassifier:
     if train.epochs_per_round <= 0:
       raise ConfigError("train.epochs_per_round must be > 0.")
 
-  def _init_winn(self, train_labels):
+  def _init_winn(self):
     """Checks `config.winn` and indexes the training images by class, for
     the per-class early-stop thresholds."""
     winn = self.config.winn
@@ -198,12 +198,11 @@ class IntrospectiveClassifier:
           f"{winn.threshold_positives_per_class} must be ≥ 1: the early "
           "stop draws its thresholds between the smallest and largest "
           "logit of that many training images per class.")
-    if jax.process_count() > 1:
-      # The class index below is built from this process's labels.
-      raise ConfigError("The winn variant runs on one host for now; drop "
-                        "'winn' from icl.variants on a multi-host pod.")
     self.winn_settings = AscentSettings.from_config(winn.synthesis)
     k = self.heads.num_classes
+    # Every process indexes the whole training split (its rows are on other
+    # hosts' devices, but its labels are N int32s: gathered, a collective).
+    train_labels = parallel.to_host(self.labels)[:self.num_train]
     # Every class has images: the data loaders refuse a split without some.
     counts = np.bincount(train_labels, minlength=k)[:k]
     # (K, max count) indices of each class's images, padded with its first.
@@ -370,15 +369,18 @@ class IntrospectiveClassifier:
     return ascend(functools.partial(self._climb, params), x0, k_ascent,
                   self.rule, self.settings)
 
-  def winn_thresholds(self, params, key, train_images):
+  def winn_thresholds(self, params, key, train_images, class_index,
+                      class_counts):
     """WINN §4.1's early-stop thresholds, class-major like the negatives:
     sample i of class k gets one ~ U[min, max] of the class-k logit over
-    `winn.threshold_positives_per_class` random training images of class k."""
+    `winn.threshold_positives_per_class` random training images of class k
+    (`class_index`: (K, max count) rows of each class's images; `class_counts`:
+    how many of them are real)."""
     k = self.heads.num_classes
     m = self.config.winn.threshold_positives_per_class
     k_pick, k_draw = jax.random.split(key)
-    pick = jax.random.randint(k_pick, (k, m), 0, self.class_counts[:, None])
-    index = jnp.take_along_axis(self.class_index, pick, axis=1).reshape(-1)
+    pick = jax.random.randint(k_pick, (k, m), 0, class_counts[:, None])
+    index = jnp.take_along_axis(class_index, pick, axis=1).reshape(-1)
     images = datasets.to_unit_range(train_images[index])
     own = wasserstein.own_class_logit(
         self.heads.class_logits(params, images), jnp.repeat(jnp.arange(k), m))
@@ -386,14 +388,16 @@ class IntrospectiveClassifier:
         jax.random.split(k_draw, k), own.reshape(k, m), self.l)
     return thresholds.reshape(-1)
 
-  def _winn_negatives_fn(self, params, key, train_images):
+  def _winn_negatives_fn(self, params, key, train_images, class_index,
+                         class_counts):
     """WINN's pseudo-negatives: the same starting points as ICL's for this
     key, each climbing its own-class logit (eq. 6) with
     `config.winn.synthesis` until it passes its threshold or the cap.
     Returns (x, stats, thresholds)."""
     k_init, k_ascent = jax.random.split(key)
     k_thresholds, k_ascent = jax.random.split(k_ascent)
-    thresholds = self.winn_thresholds(params, k_thresholds, train_images)
+    thresholds = self.winn_thresholds(params, k_thresholds, train_images,
+                                      class_index, class_counts)
     x, stats = ascend(
         logit_ascent(functools.partial(self.heads.own_logit, params)),
         self._start(k_init), k_ascent, PerSampleThreshold(thresholds),
@@ -511,8 +515,8 @@ class IntrospectiveClassifier:
       m, pool = {}, s.pool
       winn = name == "winn"
       if winn and round_index > 1:
-        negatives, stats, thresholds = self._winn_negatives(s.params, k_syn,
-                                                            self.images)
+        negatives, stats, thresholds = self._winn_negatives(
+            s.params, k_syn, self.images, self.class_index, self.class_counts)
         m.update(_synthesis_metrics(stats, name, round_index,
                                     self.winn_settings.learning_rate))
         thresholds = jax.device_get(thresholds)
