@@ -1,6 +1,7 @@
 """Two processes (2 CPU devices each, one 4-device mesh, gloo collectives)
-train the tiny IGM texture and ICL digits (with the WINN classifier, whose
-per-class thresholds need every process's labels) configs end to end through
+train the tiny IGM texture, IGM faces (a dataset split over the hosts) and
+ICL digits (with the WINN classifier, whose per-class thresholds need every
+process's labels) configs end to end through
 `python -m introjax.main`, and agree with one process on the same 4-device
 mesh.
 
@@ -26,6 +27,7 @@ from conftest import REPO, load_config, restore_latest, subprocess_env
 from introjax import parallel
 from introjax.training.icl import IntrospectiveClassifier
 from introjax.training.igm import TextureIGM
+from introjax.training.images import ImageIGM
 
 _TIMEOUT = 600
 # One round each keeps the comparison fair (see above) and the test short;
@@ -34,6 +36,10 @@ _RUNS = {
     "igm": ("igm_texture.py:tiny", ["--config.rounds=1",
                                     "--config.train.max_steps=10",
                                     "--config.generate.num_images=1"]),
+    # 62 faces do not split over 4 devices either.
+    "faces": ("igm_celeba.py:tiny", ["--config.rounds=1",
+                                     "--config.data.max_images=62",
+                                     "--config.generate.num_images=1"]),
     "icl": ("icl_digits.py:tiny", ["--config.rounds=2",
                                    "--config.data.max_train=402",
                                    "--config.train.epochs_per_round=1",
@@ -100,9 +106,12 @@ def test_two_processes_match_one_process(tmp_path):
   assert "round 1/" not in logs["igm", 1]
   assert "4 devices" in logs["icl", 0]
 
+  faces_config = load_config(_RUNS["faces"][0])
+  faces_config.data.max_images = 62
   for name, model in (
       ("igm", TextureIGM(load_config(_RUNS["igm"][0]),
                          parallel.make_mesh(jax.devices()[:1]))),
+      ("faces", ImageIGM(faces_config, parallel.make_mesh(jax.devices()[:1]))),
       ("icl", None)):
     one, two = tmp_path / f"{name}_1proc", tmp_path / f"{name}_2proc"
     _assert_metrics_close(_metrics(one), _metrics(two))
@@ -116,15 +125,16 @@ def test_two_processes_match_one_process(tmp_path):
     items_one, round_one = restore_latest(model, one)
     items_two, round_two = restore_latest(model, two)
     assert round_one == round_two
-    if name == "igm":
+    if name in ("igm", "faces"):
       jax.tree.map(lambda a, b: np.testing.assert_allclose(
           b, a, rtol=1e-3, atol=1e-3), items_one["critics"],
                    items_two["critics"])
       np.testing.assert_allclose(items_two["state"]["pool"].images,
                                  items_one["state"]["pool"].images, atol=5e-2)
+    if name == "igm":
       assert (tmp_path / "igm_2proc" / "samples" / "round_001.png").exists()
       assert (tmp_path / "igm_2proc" / "samples" / "final_32x32.png").exists()
-    else:
+    elif name == "icl":
       for variant in config.icl.variants:
         jax.tree.map(lambda a, b: np.testing.assert_allclose(
             b, a, rtol=1e-3, atol=1e-3), items_one["variants"][variant][

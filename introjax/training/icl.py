@@ -519,7 +519,7 @@ class IntrospectiveClassifier:
             s.params, k_syn, self.images, self.class_index, self.class_counts)
         m.update(_synthesis_metrics(stats, name, round_index,
                                     self.winn_settings.learning_rate))
-        thresholds = jax.device_get(thresholds)
+        thresholds = parallel.to_host(thresholds)
         m.update(synthesis_threshold_min=float(thresholds.min()),
                  synthesis_threshold_max=float(thresholds.max()))
         pool = self._add(pool, negatives, round_index)
