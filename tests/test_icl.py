@@ -235,3 +235,31 @@ def test_cifar10_resnet32_with_augmentation_through_mock_tfds(tmp_path):
   assert results["dataset"] == "tfds:cifar10"
   assert set(results["test_error"]) == {"baseline", "icl"}
   assert (tmp_path / "samples" / "icl_round_002.png").exists()
+
+
+def test_winn_classifier_on_svhn_through_mock_tfds(tmp_path):
+  """configs/winn_svhn_cls.py's real path: SVHN's train split through TFDS
+  + grain, ResNet-32, baseline and WINN from the same weights, WINN's
+  per-class thresholds and the two-way FGSM table."""
+  import tensorflow_datasets as tfds
+  config = load_config("winn_svhn_cls.py")
+  config.rounds, config.icl.pool_rounds = 2, 2
+  config.icl.negatives_per_class = 2
+  config.train.epochs_per_round = 1.0
+  config.winn.synthesis.max_steps = 3
+  config.winn.threshold_positives_per_class = 2
+  config.eval.every_rounds = 2
+  with tfds.testing.mock_data(num_examples=40):
+    _, results = icl.train_and_evaluate(config, str(tmp_path))
+  assert results["dataset"] == "tfds:svhn_cropped"
+  assert set(results["test_error"]) == {"baseline", "winn"}
+  metrics = [json.loads(line) for line in
+             (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  last = metrics[-1]
+  assert last["winn/synthesis_threshold_min"] < (
+      last["winn/synthesis_threshold_max"])
+  assert last["winn/synthesis_samples"] == 20   # 2 per class
+  assert last["winn/pool_size"] == 20 and last["baseline/pool_size"] == 0
+  assert set(results["robustness"]["num_fooled_both"]) == {"baseline", "winn"}
+  assert results["fgsm_eps"] == 0.01
+  assert (tmp_path / "samples" / "winn_round_002.png").exists()
