@@ -20,7 +20,6 @@ import time
 import jax
 from jax import lax
 import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from introjax.models.conv import conv2d  # pylint: disable=g-import-not-at-top

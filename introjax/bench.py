@@ -145,7 +145,7 @@ class Spec:
   @property
   def compute_dtype(self):
     """The models' `dtype` for this precision."""
-    from introjax.models.critics import compute_dtype
+    from introjax.models.layers import compute_dtype
     return compute_dtype("bfloat16" if self.precision == "bf16" else "float32")
 
 

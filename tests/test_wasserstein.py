@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from introjax.models.critics import Conv
+from introjax.models.layers import Conv
 from introjax.models.winn import WINNCritic
 from introjax.objectives.wasserstein import (gradient_penalty, interpolate,
                                              wgan_gp_loss)

@@ -4,7 +4,7 @@
   resnet32  the CIFAR ResNet-32 of He et al. with per-sample LayerNorm in
             place of BatchNorm, as WINN §5.6 uses it
 
-Every convolution goes through `critics.Conv` (so `conv2d` and its CPU
+Every convolution goes through `layers.Conv` (so `conv2d` and its CPU
 backward), and no layer mixes samples: a sample's logits and input gradient
 never depend on the rest of the batch, which synthesis and FGSM rely on.
 """
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from introjax.errors import ConfigError
-from introjax.models.critics import Conv, compute_dtype, float32_logits
+from introjax.models.layers import Conv, compute_dtype, float32_logits
 
 # He et al.'s initialiser for (leaky) ReLU networks trained from scratch by
 # SGD; DCGAN's N(0, 0.02²) left these nets at chance for several epochs.

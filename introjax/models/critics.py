@@ -4,65 +4,18 @@ Every critic maps a batch (B, H, W, C) to logits (B,). Normalisation is per
 sample (LayerNorm over H, W, C), so a sample's logit and its input gradient
 never depend on what else is in the batch: synthesis is batch-independent.
 
-Precision: `dtype` is the compute dtype ("float32" or "bfloat16").
-Parameters are float32 and cast where they are used (`Conv`), inputs are
-cast by the first convolution, LayerNorm takes its statistics in float32,
-and the last (Dense) layer runs in float32 on the upcast features, so
-logits, losses and every gradient (of the parameters and of the input the
-ascent climbs) are float32; only the convolutions' work is in bfloat16.
+Precision: `dtype` is the compute dtype (models/layers.py); LayerNorm
+takes its statistics in float32.
 """
-from typing import Callable, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
 from introjax.errors import ConfigError
-from introjax.models.conv import conv2d
-
-COMPUTE_DTYPES = ("float32", "bfloat16")
-
-
-def compute_dtype(name) -> jnp.dtype:
-  """The compute dtype `config.dtype` names."""
-  try:
-    dtype = jnp.dtype(name)
-  except TypeError:
-    dtype = None
-  if dtype is None or dtype.name not in COMPUTE_DTYPES:
-    raise ConfigError(
-        f"Unknown config.dtype={name!r}; use 'float32' or 'bfloat16' (the "
-        "compute dtype; parameters, optimiser state and images stay "
-        "float32).")
-  return dtype
-
-
-def float32_logits(x, num_outputs, name,
-                   kernel_init=nn.initializers.lecun_normal()):
-  """The last layer in float32: logits (and so losses and early-stopping
-  decisions) keep float32 resolution whatever the compute dtype."""
-  return nn.Dense(num_outputs, dtype=jnp.float32, name=name,
-                  kernel_init=kernel_init)(x.astype(jnp.float32))
-
-
-class Conv(nn.Module):
-  """A convolution through `conv2d` (which has a CPU-friendly backward).
-  The default initialiser is DCGAN's N(0, 0.02²); classifiers pass He's."""
-  features: int
-  kernel_size: int
-  stride: int = 1
-  dtype: jnp.dtype = jnp.float32
-  kernel_init: Callable = nn.initializers.normal(0.02)
-
-  @nn.compact
-  def __call__(self, x):
-    k = self.kernel_size
-    kernel = self.param("kernel", self.kernel_init,
-                        (k, k, x.shape[-1], self.features))
-    bias = self.param("bias", nn.initializers.zeros, (self.features,))
-    y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.stride)
-    return y + bias.astype(self.dtype)
-
+from introjax.models import winn
+from introjax.models.layers import Conv, compute_dtype, float32_logits
 
 class DCGANCritic(nn.Module):
   """IGM §4's discriminator: strided 5×5 convs, LeakyReLU 0.2, linear logit.
@@ -165,8 +118,6 @@ def build_critic(model: ml_collections.ConfigDict, dtype="float32") -> nn.Module
   """The critic named by `config.model`: "dcgan" (IGM §4), "winn" (WINN
   App. C) or "resnet_critic" (the WGAN-GP ResNet, WINN §5.4–5.5)."""
   if model.name == "winn":
-    # Imported here: models.winn builds on this module's Conv.
-    from introjax.models import winn  # pylint: disable=import-outside-toplevel
     return winn.build_winn_critic(model, dtype)
   if model.name not in ("dcgan", "resnet_critic"):
     raise ConfigError(f"Unknown critic model.name={model.name!r}; the known "

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from introjax.errors import ConfigError
-from introjax.models.critics import Conv, compute_dtype, float32_logits
+from introjax.models.layers import Conv, compute_dtype, float32_logits
 
 
 def _layer_norm(dtype, name):
