@@ -11,6 +11,7 @@ import numpy as np
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from conftest import load_config  # pylint: disable=wrong-import-position
 from introjax import parallel  # pylint: disable=wrong-import-position
+from introjax.eval import robustness  # pylint: disable=wrong-import-position
 from introjax.training import harness  # pylint: disable=wrong-import-position
 from introjax.training.icl import IntrospectiveClassifier  # pylint: disable=wrong-import-position
 
@@ -55,6 +56,37 @@ def main():
     resumed = harness.run_rounds(eight, config, workdir)
   assert len(resumed["icl"].pool.images.sharding.device_set) == 8
   print("1-device and 8-device ICL rounds match")
+  check_evaluation_is_split(eight, moved_to(eight, state))
+
+
+def check_evaluation_is_split(model, state):
+  """Test error and the FGSM table with each batch split over the 8
+  devices equal the same computed whole on every device."""
+  assert model.config.eval.batch_size % 8 == 0
+  split = model._eval_sharding()
+  assert split is not None and len(split.device_set) == 8
+  batch = model.config.eval.batch_size
+  params = next(iter(state.values())).params
+  predicted = robustness.predict(  # each device predicts its 1/8 only
+      model.heads.class_logits, params, model.test_images[:batch], batch,
+      split)
+  one_batch = robustness._predict_batch(
+      model.heads.class_logits, params,
+      jax.device_put(model.test_images[:batch], split))
+  assert one_batch.addressable_shards[0].data.shape == (batch // 8,)
+  np.testing.assert_array_equal(predicted, np.asarray(one_batch))
+  models = {name: (model.heads.class_logits, s.params)
+            for name, s in state.items()}
+  whole, parts = (robustness.robustness_table(
+      models, model.test_images, model.test_labels,
+      model.config.eval.fgsm_eps, model.config.eval.batch_size,
+      sharding=sharding) for sharding in (None, split))
+  assert whole == parts, (whole, parts)
+  for name, s in state.items():
+    assert model.test_error(s.params) == robustness.test_error(
+        model.heads.class_logits, s.params, model.test_images,
+        model.test_labels, model.config.eval.batch_size)
+  print("evaluation split over the devices matches")
 
 
 if __name__ == "__main__":

@@ -217,6 +217,7 @@ def test_eight_devices_match_one_device():
       env=subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
   assert result.returncode == 0, result.stdout + result.stderr[-3000:]
   assert "ICL rounds match" in result.stdout
+  assert "evaluation split over the devices matches" in result.stdout
 
 
 def test_cifar10_resnet32_with_augmentation_through_mock_tfds(tmp_path):

@@ -416,10 +416,17 @@ class IntrospectiveClassifier:
 
   # Evaluation ---------------------------------------------------------------
 
+  def _eval_sharding(self):
+    """Evaluation batches are split over the devices when they divide
+    evenly (and computed whole on every device otherwise)."""
+    split = self.config.eval.batch_size % self.mesh.size == 0
+    return self._batch if split else None
+
   def test_error(self, params):
     return robustness.test_error(self.heads.class_logits, params,
                                  self.test_images, self.test_labels,
-                                 self.config.eval.batch_size)
+                                 self.config.eval.batch_size,
+                                 self._eval_sharding())
 
   def evaluate(self, state):
     """Test error of every variant and the two-way FGSM table."""
@@ -430,7 +437,8 @@ class IntrospectiveClassifier:
               for name, s in state.items()}
     table = robustness.robustness_table(models, self.test_images,
                                         self.test_labels, ev.fgsm_eps,
-                                        ev.batch_size)
+                                        ev.batch_size,
+                                        sharding=self._eval_sharding())
     return errors, table
 
   # Harness hooks -------------------------------------------------------------
