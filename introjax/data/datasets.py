@@ -391,10 +391,11 @@ def load_images(data, rows=None):
     if limit:
       faces = faces[:limit]
     total = len(faces)
-    images = np.empty((0, *np.shape(transform(faces[0]))), np.uint8)
+    shape = np.shape(transform(faces[0]))  # also for a process with no rows
     if rows is not None:
       faces = faces[slice(*rows(total))]
-    images = np.concatenate([images] + [transform(f)[None] for f in faces])
+    images = np.array([transform(f) for f in faces], np.uint8).reshape(
+        (-1, *shape))
     name = "lfw_subset"
   elif source == "tfds":
     tfds_name = data.get("name", "")
