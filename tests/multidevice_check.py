@@ -50,7 +50,7 @@ def compare(trainer_cls, spec, devices):
     b, metrics_b = eight.run_round(b_start, t)
     assert len(b.negatives.sharding.device_set) == 8
     assert len(b.pool.images.sharding.device_set) == 8
-    assert metrics_a["synthesis_steps_max"] == metrics_b["synthesis_steps_max"]
+    assert metrics_a["synthesis_steps_max"] == metrics_b["synthesis_steps_max"], (t, metrics_a, metrics_b)
     close(a.critic, b.critic, f"round {t} critic", 1e-3)
     close(a.negatives, b.negatives, f"round {t} negatives", 1e-2)
     state = a
