@@ -38,6 +38,10 @@ def compare(trainer_cls, spec, devices):
   """Rounds, generation and a resumed run of `trainer_cls` on the tiny
   config `spec`: 8 devices give what 1 device gives."""
   config = load_config(spec)
+  # The tiny configs' SGD (lr 0.01) is chaotic on some draw sequences: the
+  # sharded sums' 1e-7 rounding grew to 1e-1 within 30 steps. A gentler rate
+  # keeps the comparison about sharding, not about the trajectory's luck.
+  config.train.learning_rate = min(config.train.learning_rate, 2e-3)
   one = trainer_cls(config, parallel.make_mesh(devices[:1]))
   eight = trainer_cls(config, parallel.make_mesh(devices))
 

@@ -31,3 +31,15 @@ def test_sampling_favours_recent_rounds_and_skips_empty_slots():
   freq = np.bincount(rounds, minlength=3) / len(rounds)
   expected = np.array([0.125, 0.25, 0.5]) / 0.875  # 0.5**age, normalised
   np.testing.assert_allclose(freq, expected, atol=0.015)
+
+
+def test_sampling_never_draws_empty_slots_anywhere_and_empty_pool_gives_0():
+  pool = pool_lib.empty_pool(6, (1,))
+  pool = pool.replace(rounds=jnp.array([-1, -1, 4, -1, 5, -1], jnp.int32))
+  slots = np.asarray(pool_lib.pool_sample(pool, jax.random.PRNGKey(1), 20000,
+                                          5, 0.25))
+  assert set(np.unique(slots)) == {2, 4}
+  np.testing.assert_allclose(np.mean(slots == 2), 0.25 / 1.25, atol=0.015)
+  empty = pool_lib.empty_pool(6, (1,))
+  assert (np.asarray(pool_lib.pool_sample(empty, jax.random.PRNGKey(0), 5, 1,
+                                          0.5)) == 0).all()

@@ -99,7 +99,19 @@ def _write_window(local, rows, offset):
 
 def pool_sample(pool, key, n, current_round, recency_decay):
   """Indices of n slots drawn with replacement; a slot written `a` rounds
-  before `current_round` is weighted recency_decay**a (1.0: uniform)."""
+  before `current_round` is weighted recency_decay**a (1.0: uniform).
+
+  By inverse CDF: one cumulative sum over the slots and a binary search per
+  draw, O(capacity + n log capacity). (`jax.random.categorical` would draw
+  n × capacity Gumbel variates: 400 MB per step for 1000 draws from a
+  100,000-slot pool.) An empty pool gives slot 0.
+  """
+  filled = pool.rounds >= 0
   age = (current_round - pool.rounds).astype(jnp.float32)
-  logits = jnp.where(pool.rounds >= 0, age * jnp.log(recency_decay), -jnp.inf)
-  return jax.random.categorical(key, logits, shape=(n,))
+  log_weight = jnp.where(filled, age * jnp.log(recency_decay), -jnp.inf)
+  newest = jnp.max(jnp.where(filled, log_weight, 0.0))  # keeps exp in range
+  cdf = jnp.cumsum(jnp.where(filled, jnp.exp(log_weight - newest), 0.0))
+  # u in (0, total]: the first slot whose cdf reaches u; an empty slot adds
+  # nothing to the cdf, so it is never the first to reach any u > 0.
+  u = (1.0 - jax.random.uniform(key, (n,))) * cdf[-1]
+  return jnp.searchsorted(cdf, u, side="left").astype(jnp.int32)
