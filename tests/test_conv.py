@@ -3,13 +3,15 @@ values, both gradients, and a gradient of a gradient. The shapes cover both
 forward paths (patch matrix product on small or strided maps, XLA's
 convolution on 17×18) and the phase-wise col2im's edge cases: strides 1–3,
 even and 1×1 kernels, VALID padding that leaves input rows unused, and a
-1-pixel-high map."""
+1-pixel-high map. Stride-2 5×5/6×6 convolutions with 16+ channels take the
+Winograd path, checked alike (and its float32 error against float64)."""
 import jax
 from jax import lax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from introjax.models import conv
 from introjax.models.conv import conv2d
 
 
@@ -32,9 +34,28 @@ def float64():
     (11, 4, 3, "SAME"), (7, 1, 2, "SAME"), (1, 3, 1, "SAME"),
     (17, 5, 2, "SAME")])
 def test_conv2d_matches_xla(size, k, stride, padding):
+  check_against_xla((2, size, size + 1, 3), (k, k, 3, 4), stride, padding)
+
+
+@pytest.mark.parametrize("height, width, k, padding", [
+    (8, 8, 5, "SAME"),      # one 4×4 output tile
+    (12, 13, 5, "SAME"),    # 6×7 output: partial tiles, odd width
+    (11, 11, 5, "VALID"),   # every input row used
+    (12, 12, 5, "VALID"),   # the last row and column unused
+    (16, 16, 6, "VALID")])  # even kernel
+def test_winograd_conv2d_matches_xla(height, width, k, padding, monkeypatch):
+  monkeypatch.setattr(conv, "_WINOGRAD_MIN_TILES", 1)  # a batch of 2 will do
+  x_shape, w_shape = (2, height, width, 16), (k, k, 16, 3)
+  assert conv._uses_winograd(jnp.zeros(x_shape), jnp.zeros(w_shape), 2)
+  check_against_xla(x_shape, w_shape, 2, padding)
+
+
+def check_against_xla(x_shape, w_shape, stride, padding):
+  """Values, both gradients and a gradient penalty's second derivative."""
+  size, k = x_shape[1], w_shape[0]
   kx, kw, kd = jax.random.split(jax.random.PRNGKey(size * 31 + k), 3)
-  x = jax.random.normal(kx, (2, size, size + 1, 3), jnp.float64)
-  w = jax.random.normal(kw, (k, k, 3, 4), jnp.float64)
+  x = jax.random.normal(kx, x_shape, jnp.float64)
+  w = jax.random.normal(kw, w_shape, jnp.float64)
   ours = lambda x, w: conv2d(x, w, stride, padding)
   ref = lambda x, w: reference(x, w, stride, padding)
   np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-12, atol=1e-12)
@@ -54,14 +75,33 @@ def test_conv2d_matches_xla(size, k, stride, padding):
                              atol=1e-10)
 
 
-def test_conv2d_gradients_inside_shard_map():
+def test_winograd_float32_error():
+  """The critic's 16×16×128 → 8×8×256 layer in float32 against float64:
+  Winograd's transforms cost about two digits over the direct product."""
+  kx, kw = jax.random.split(jax.random.PRNGKey(0))
+  x = jax.random.normal(kx, (16, 16, 16, 128), jnp.float64)
+  w = jax.random.normal(kw, (5, 5, 128, 256), jnp.float64) / np.sqrt(3200)
+  assert conv._uses_winograd(x, w, 2)
+  want = reference(x, w, 2, "SAME")
+  got = conv2d(x.astype(jnp.float32), w.astype(jnp.float32), 2)
+  error = np.max(np.abs(np.asarray(got, np.float64) - want)) / np.max(
+      np.abs(want))
+  assert error < 1e-4, error
+
+
+@pytest.mark.parametrize("kernel_shape", [(3, 3, 3, 5), (5, 5, 16, 5)],
+                         ids=["direct", "winograd"])
+def test_conv2d_gradients_inside_shard_map(kernel_shape, monkeypatch):
   """A replicated kernel applied to a sharded batch inside `shard_map`: the
   kernel's gradient is summed over the batch axis as XLA's is (the axis
   check holds even on a 1-device mesh)."""
+  monkeypatch.setattr(conv, "_WINOGRAD_MIN_TILES", 1)
   mesh = jax.make_mesh((len(jax.devices()),), ("data",))
   spec = jax.sharding.PartitionSpec
-  x = jax.random.normal(jax.random.PRNGKey(0), (len(jax.devices()) * 2, 8, 8, 3))
-  w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 3, 5))
+  x = jax.random.normal(jax.random.PRNGKey(0),
+                        (len(jax.devices()) * 2, 8, 8, kernel_shape[2]))
+  w = jax.random.normal(jax.random.PRNGKey(1), kernel_shape)
+  assert conv._uses_winograd(x[:2], w, 2) == (kernel_shape[0] == 5)
 
   def grads(conv):
     def loss(w, x):

@@ -24,6 +24,14 @@ for its forward pass, and the forward pass on a 4×4 map takes 286 ms against
     kernel-gradient convolution is fine alone but, inside a `while_loop`
     (our training loop), made a critic step 6.5 s instead of 0.17 s.
 
+Stride-2 5×5 convolutions with 16+ input channels and enough output tiles
+(every critic layer but the first on an RGB input) go further on CPU:
+Winograd F(4×4, 3×3) after a space-to-depth rearrangement, 9 instead of 25
+multiplications per output and input channel, with its own VJP (below).
+It made the texture critic's synthesis step 1.6× faster (462 → 278 ms at
+batch 100) where the direct matrix products were at YNNPACK's 180–200
+GFLOP/s.
+
 Every piece is made of JAX operations, so the VJP is itself differentiable
 (a gradient penalty needs gradients of gradients).
 """
@@ -32,6 +40,7 @@ import math
 import jax
 from jax import lax
 import jax.numpy as jnp
+import numpy as np
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 # Strided convolutions on maps up to 16×16 run as patch matrix products
@@ -160,8 +169,135 @@ def _cpu_conv(x, kernel, stride, padding):
   return conv(x, kernel)
 
 
+# Winograd F(4×4, 3×3) for stride-2 5×5 (and 6×6) convolutions on CPU.
+#
+# A stride-2 k×k convolution is a stride-1 ⌈k/2⌉×⌈k/2⌉ one on the input's
+# 2×2 space-to-depth rearrangement (4·C channels; the kernel padded to even
+# size and rearranged alike). For k = 5 that is 3×3, where Winograd's
+# minimal filtering (Lavin & Gray 2016, the matrices below) makes each 4×4
+# output tile from 36 products per (4·C) channel: 9 multiplications per
+# output and input channel against the direct convolution's 25. The tile
+# transforms are small constant matrix products; the 36 per-position
+# channel products are one batched matrix product. Relative error in
+# float32 is about 1e-5 (the direct path's is 1e-7), as with cuDNN's
+# Winograd kernels.
+_WINOGRAD_BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0],
+                         [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+                         [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]])
+_WINOGRAD_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6],
+                        [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+                        [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+_WINOGRAD_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0],
+                         [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
+_TILE, _TAPS = 4, 6  # output tile side, input tile side (4 + 3 - 1)
+# Below this many input channels (RGB), or this many output tiles per call
+# (rows of the 36 matrix products; e.g. one-vs-all's 10 samples per vmapped
+# critic), the transforms and small products cost more than they save.
+_WINOGRAD_MIN_CHANNELS = 16
+_WINOGRAD_MIN_TILES = 64
+
+
+def _uses_winograd(x, kernel, stride):
+  """Stride-2 5×5/6×6 float convolutions with enough channels and tiles,
+  whose output tiles are at least half used (a 2×2 output computes a 4×4
+  tile)."""
+  k, _, cin, _ = kernel.shape
+  if (stride != 2 or k not in (5, 6) or cin < _WINOGRAD_MIN_CHANNELS or
+      x.dtype not in (jnp.float32, jnp.float64)):
+    return False
+  ho, wo = -(-x.shape[1] // 2), -(-x.shape[2] // 2)
+  tiles = -(-ho // _TILE) * -(-wo // _TILE)
+  return (x.shape[0] * tiles >= _WINOGRAD_MIN_TILES and
+          2 * ho * wo >= tiles * _TILE * _TILE)
+
+
+def _space_to_depth(x, kernel, padding):
+  """The stride-2 convolution of (x, kernel) as a stride-1 VALID 3×3 one of
+  (z, kz), plus its output size. z's rows are padded so that its 3×3
+  windows make whole 4×4 output tiles."""
+  b, h, w, cin = x.shape
+  k, _, _, cout = kernel.shape
+  (top, bottom) = _axis_padding(h, k, 2, padding)
+  (left, right) = _axis_padding(w, k, 2, padding)
+  ho, wo = (h + top + bottom - k) // 2 + 1, (w + left + right - k) // 2 + 1
+  rows = 2 * (-(-ho // _TILE) * _TILE + 2)
+  cols = 2 * (-(-wo // _TILE) * _TILE + 2)
+  xp = jnp.pad(x, ((0, 0), (top, rows - h - top), (left, cols - w - left),
+                   (0, 0)))
+  z = xp.reshape(b, rows // 2, 2, cols // 2, 2, cin).transpose(
+      0, 1, 3, 2, 4, 5).reshape(b, rows // 2, cols // 2, 4 * cin)
+  kp = jnp.pad(kernel, ((0, 6 - k), (0, 6 - k), (0, 0), (0, 0)))
+  kz = kp.reshape(3, 2, 3, 2, cin, cout).transpose(0, 2, 1, 3, 4, 5).reshape(
+      3, 3, 4 * cin, cout)
+  return z, kz, ho, wo
+
+
+def _winograd_matrices(dtype):
+  """(36×36, 36×9, 16×36): the 2-D input, kernel and output transforms."""
+  return tuple(jnp.asarray(np.kron(m, m), dtype)
+               for m in (_WINOGRAD_BT, _WINOGRAD_G, _WINOGRAD_AT))
+
+
+def _winograd_conv3(z, kz):
+  """Stride-1 VALID 3×3 convolution by F(4×4, 3×3); z's output size must
+  be whole tiles. Custom VJP: the input and kernel gradients are the
+  transposed transforms around two more batched products (what autodiff
+  would build, minus its scatter-like transposes of 36 strided slices)."""
+  b, rows, cols, cin = z.shape
+  cout = kz.shape[3]
+  t1, t2 = (rows - 2) // _TILE, (cols - 2) // _TILE
+  n = b * t1 * t2  # tiles
+  bt, g, at = _winograd_matrices(z.dtype)
+
+  def transforms(z, kz):
+    taps = jnp.stack([z[:, i:i + _TILE * (t1 - 1) + 1:_TILE,
+                        j:j + _TILE * (t2 - 1) + 1:_TILE]
+                      for i in range(_TAPS) for j in range(_TAPS)])
+    v = jnp.dot(bt, taps.reshape(_TAPS * _TAPS, -1))
+    u = jnp.dot(g, kz.reshape(9, -1))
+    return (v.reshape(_TAPS * _TAPS, n, cin),
+            u.reshape(_TAPS * _TAPS, cin, cout))
+
+  def output(m):
+    y = jnp.dot(at, m.reshape(_TAPS * _TAPS, -1))
+    y = y.reshape(_TILE, _TILE, b, t1, t2, cout).transpose(2, 3, 0, 4, 1, 5)
+    return y.reshape(b, t1 * _TILE, t2 * _TILE, cout)
+
+  @jax.custom_vjp
+  def conv(z, kz):
+    v, u = transforms(z, kz)
+    return output(jnp.einsum("tnc,tco->tno", v, u))
+
+  def fwd(z, kz):
+    v, u = transforms(z, kz)
+    return output(jnp.einsum("tnc,tco->tno", v, u)), (v, u, z, kz)
+
+  def bwd(residual, dy):
+    v, u, z, kz = residual
+    dy = dy.reshape(b, t1, _TILE, t2, _TILE, cout).transpose(2, 4, 0, 1, 3, 5)
+    dm = jnp.dot(at.T, dy.reshape(_TILE * _TILE, -1)).reshape(
+        _TAPS * _TAPS, n, cout)
+    dv = jnp.einsum("tno,tco->tnc", dm, u)
+    dtaps = jnp.dot(bt.T, dv.reshape(_TAPS * _TAPS, -1)).reshape(
+        _TAPS, _TAPS, b, t1, t2, cin).transpose(2, 3, 4, 0, 1, 5)
+    dz = _col2im(dtaps.reshape(b, t1, t2, -1), z.shape, _TAPS, _TILE, "VALID")
+    du = jnp.einsum("tnc,tno->tco", v, dm)
+    dkz = jnp.dot(g.T, du.reshape(_TAPS * _TAPS, -1)).reshape(kz.shape)
+    return _sum_over_extra_axes(dz, z), _sum_over_extra_axes(dkz, kz)
+
+  conv.defvjp(fwd, bwd)
+  return conv(z, kz)
+
+
+def _winograd_conv(x, kernel, padding):
+  z, kz, ho, wo = _space_to_depth(x, kernel, padding)
+  return _winograd_conv3(z, kz)[:, :ho, :wo]
+
+
 def conv2d(x, kernel, stride=1, padding="SAME"):
   """2-D cross-correlation; NHWC input, HWIO kernel, square stride."""
   if jax.default_backend() == "cpu":
+    if _uses_winograd(x, kernel, stride):
+      return _winograd_conv(x, kernel, padding)
     return _cpu_conv(x, kernel, stride, padding)
   return _xla_conv(x, kernel, stride, padding)
