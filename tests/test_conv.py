@@ -46,7 +46,8 @@ def test_conv2d_matches_xla(size, k, stride, padding):
 def test_winograd_conv2d_matches_xla(height, width, k, padding, monkeypatch):
   monkeypatch.setattr(conv, "_WINOGRAD_MIN_TILES", 1)  # a batch of 2 will do
   x_shape, w_shape = (2, height, width, 16), (k, k, 16, 3)
-  assert conv._uses_winograd(jnp.zeros(x_shape), jnp.zeros(w_shape), 2)
+  assert conv._uses_winograd(jnp.zeros(x_shape), jnp.zeros(w_shape), 2,
+                             padding)
   check_against_xla(x_shape, w_shape, 2, padding)
 
 
@@ -81,7 +82,7 @@ def test_winograd_float32_error():
   kx, kw = jax.random.split(jax.random.PRNGKey(0))
   x = jax.random.normal(kx, (16, 16, 16, 128), jnp.float64)
   w = jax.random.normal(kw, (5, 5, 128, 256), jnp.float64) / np.sqrt(3200)
-  assert conv._uses_winograd(x, w, 2)
+  assert conv._uses_winograd(x, w, 2, "SAME")
   want = reference(x, w, 2, "SAME")
   got = conv2d(x.astype(jnp.float32), w.astype(jnp.float32), 2)
   error = np.max(np.abs(np.asarray(got, np.float64) - want)) / np.max(
@@ -101,7 +102,7 @@ def test_conv2d_gradients_inside_shard_map(kernel_shape, monkeypatch):
   x = jax.random.normal(jax.random.PRNGKey(0),
                         (len(jax.devices()) * 2, 8, 8, kernel_shape[2]))
   w = jax.random.normal(jax.random.PRNGKey(1), kernel_shape)
-  assert conv._uses_winograd(x[:2], w, 2) == (kernel_shape[0] == 5)
+  assert conv._uses_winograd(x[:2], w, 2, "SAME") == (kernel_shape[0] == 5)
 
   def grads(conv):
     def loss(w, x):

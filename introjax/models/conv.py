@@ -63,6 +63,11 @@ def _axis_padding(size, k, stride, padding):
   return total // 2, total - total // 2
 
 
+def _output_size(size, k, stride, padding):
+  low, high = _axis_padding(size, k, stride, padding)
+  return (size + low + high - k) // stride + 1
+
+
 def _patches(x, k, stride, padding):
   """(B, Ho, Wo, k·k·C): each output position's input patch, taps in
   (row, column, channel) order to match kernel.reshape(k·k·C, O)."""
@@ -179,8 +184,7 @@ def _cpu_conv(x, kernel, stride, padding):
 # output and input channel against the direct convolution's 25. The tile
 # transforms are small constant matrix products; the 36 per-position
 # channel products are one batched matrix product. Relative error in
-# float32 is about 1e-5 (the direct path's is 1e-7), as with cuDNN's
-# Winograd kernels.
+# float32 is about 1e-5 (the direct path's 1e-7).
 _WINOGRAD_BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0],
                          [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
                          [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]])
@@ -197,7 +201,7 @@ _WINOGRAD_MIN_CHANNELS = 16
 _WINOGRAD_MIN_TILES = 64
 
 
-def _uses_winograd(x, kernel, stride):
+def _uses_winograd(x, kernel, stride, padding):
   """Stride-2 5×5/6×6 float convolutions with enough channels and tiles,
   whose output tiles are at least half used (a 2×2 output computes a 4×4
   tile)."""
@@ -205,7 +209,7 @@ def _uses_winograd(x, kernel, stride):
   if (stride != 2 or k not in (5, 6) or cin < _WINOGRAD_MIN_CHANNELS or
       x.dtype not in (jnp.float32, jnp.float64)):
     return False
-  ho, wo = -(-x.shape[1] // 2), -(-x.shape[2] // 2)
+  ho, wo = (_output_size(size, k, 2, padding) for size in x.shape[1:3])
   tiles = -(-ho // _TILE) * -(-wo // _TILE)
   return (x.shape[0] * tiles >= _WINOGRAD_MIN_TILES and
           2 * ho * wo >= tiles * _TILE * _TILE)
@@ -219,7 +223,7 @@ def _space_to_depth(x, kernel, padding):
   k, _, _, cout = kernel.shape
   (top, bottom) = _axis_padding(h, k, 2, padding)
   (left, right) = _axis_padding(w, k, 2, padding)
-  ho, wo = (h + top + bottom - k) // 2 + 1, (w + left + right - k) // 2 + 1
+  ho, wo = _output_size(h, k, 2, padding), _output_size(w, k, 2, padding)
   rows = 2 * (-(-ho // _TILE) * _TILE + 2)
   cols = 2 * (-(-wo // _TILE) * _TILE + 2)
   xp = jnp.pad(x, ((0, 0), (top, rows - h - top), (left, cols - w - left),
@@ -297,7 +301,7 @@ def _winograd_conv(x, kernel, padding):
 def conv2d(x, kernel, stride=1, padding="SAME"):
   """2-D cross-correlation; NHWC input, HWIO kernel, square stride."""
   if jax.default_backend() == "cpu":
-    if _uses_winograd(x, kernel, stride):
+    if _uses_winograd(x, kernel, stride, padding):
       return _winograd_conv(x, kernel, padding)
     return _cpu_conv(x, kernel, stride, padding)
   return _xla_conv(x, kernel, stride, padding)
