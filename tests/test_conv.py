@@ -76,6 +76,20 @@ def check_against_xla(x_shape, w_shape, stride, padding):
                              atol=1e-10)
 
 
+def test_winograd_gradient_of_a_jitted_convolution():
+  """A jitted convolution differentiated inside another jit (as a jitted
+  model's apply under `jax.grad`): the VJP runs outside the trace that
+  built the forward pass and must not reach into it."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (16, 16, 16, 16))
+  w = jax.random.normal(jax.random.PRNGKey(1), (5, 5, 16, 8))
+  assert conv._uses_winograd(x, w, 2, "SAME")
+  loss = lambda f: lambda x, w: jnp.sum(jnp.tanh(jax.jit(f)(x, w)))
+  grad = lambda f: jax.jit(jax.grad(loss(f), argnums=(0, 1)))(x, w)
+  for got, want in zip(grad(lambda x, w: conv2d(x, w, 2)),
+                       grad(lambda x, w: reference(x, w, 2, "SAME"))):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_winograd_float32_error():
   """The critic's 16×16×128 → 8×8×256 layer in float32 against float64:
   Winograd's transforms cost about two digits over the direct product."""

@@ -237,8 +237,10 @@ def _space_to_depth(x, kernel, padding):
 
 
 def _winograd_matrices(dtype):
-  """(36×36, 36×9, 16×36): the 2-D input, kernel and output transforms."""
-  return tuple(jnp.asarray(np.kron(m, m), dtype)
+  """(36×36, 36×9, 16×36): the 2-D input, kernel and output transforms.
+  NumPy arrays: a JAX array made while tracing is a tracer of that trace,
+  and the VJP below runs in another one."""
+  return tuple(np.kron(m, m).astype(dtype)
                for m in (_WINOGRAD_BT, _WINOGRAD_G, _WINOGRAD_AT))
 
 
