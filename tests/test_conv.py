@@ -5,6 +5,8 @@ convolution on 17×18) and the phase-wise col2im's edge cases: strides 1–3,
 even and 1×1 kernels, VALID padding that leaves input rows unused, and a
 1-pixel-high map. Stride-2 5×5/6×6 convolutions with 16+ channels take the
 Winograd path, checked alike (and its float32 error against float64)."""
+import functools
+
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -57,23 +59,25 @@ def check_against_xla(x_shape, w_shape, stride, padding):
   kx, kw, kd = jax.random.split(jax.random.PRNGKey(size * 31 + k), 3)
   x = jax.random.normal(kx, x_shape, jnp.float64)
   w = jax.random.normal(kw, w_shape, jnp.float64)
-  ours = lambda x, w: conv2d(x, w, stride, padding)
-  ref = lambda x, w: reference(x, w, stride, padding)
-  np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-12, atol=1e-12)
+  dy = jax.random.normal(kd, reference(x, w, stride, padding).shape,
+                         jnp.float64)
 
-  dy = jax.random.normal(kd, ref(x, w).shape, jnp.float64)
-  loss = lambda f: lambda x, w: jnp.sum(f(x, w) * dy)
-  for argnum in (0, 1):
-    np.testing.assert_allclose(jax.grad(loss(ours), argnum)(x, w),
-                               jax.grad(loss(ref), argnum)(x, w),
-                               rtol=1e-10, atol=1e-10)
-
-  # A gradient penalty's shape: d/dw ||d/dx sum(f(x, w)²)||².
-  def penalty(f):
+  # One program per convolution: eager dispatch of every op is slow.
+  @functools.partial(jax.jit, static_argnums=2)
+  def results(x, w, use_conv2d):
+    f = lambda x, w: (conv2d if use_conv2d else reference)(x, w, stride,
+                                                           padding)
+    loss = lambda x, w: jnp.sum(f(x, w) * dy)
+    # A gradient penalty's shape: d/dw ||d/dx sum(f(x, w)²)||².
     gx = lambda w: jax.grad(lambda x: jnp.sum(f(x, w) ** 2))(x)
-    return jax.grad(lambda w: jnp.sum(gx(w) ** 2))(w)
-  np.testing.assert_allclose(penalty(ours), penalty(ref), rtol=1e-10,
-                             atol=1e-10)
+    penalty = jax.grad(lambda w: jnp.sum(gx(w) ** 2))(w)
+    return f(x, w), jax.grad(loss, (0, 1))(x, w), penalty
+
+  (y, grads, penalty), (want_y, want_grads, want_penalty) = (
+      results(x, w, True), results(x, w, False))
+  np.testing.assert_allclose(y, want_y, rtol=1e-12, atol=1e-12)
+  for got, want in zip(grads + (penalty,), want_grads + (want_penalty,)):
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
 
 
 def test_winograd_gradient_of_a_jitted_convolution():
