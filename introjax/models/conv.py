@@ -269,14 +269,13 @@ def _winograd_conv3(z, kz):
     y = y.reshape(_TILE, _TILE, b, t1, t2, cout).transpose(2, 3, 0, 4, 1, 5)
     return y.reshape(b, t1 * _TILE, t2 * _TILE, cout)
 
-  @jax.custom_vjp
-  def conv(z, kz):
-    v, u = transforms(z, kz)
-    return output(jnp.einsum("tnc,tco->tno", v, u))
-
   def fwd(z, kz):
     v, u = transforms(z, kz)
     return output(jnp.einsum("tnc,tco->tno", v, u)), (v, u, z, kz)
+
+  @jax.custom_vjp
+  def conv(z, kz):
+    return fwd(z, kz)[0]
 
   def bwd(residual, dy):
     v, u, z, kz = residual
