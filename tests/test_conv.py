@@ -122,9 +122,10 @@ def test_conv2d_gradients_inside_shard_map(kernel_shape, monkeypatch):
   w = jax.random.normal(jax.random.PRNGKey(1), kernel_shape)
   assert conv._uses_winograd(x[:2], w, 2, "SAME") == (kernel_shape[0] == 5)
 
-  def grads(conv):
+  def grads(convolution):
     def loss(w, x):
-      return lax.psum(jnp.sum(jnp.tanh(conv(x, w, 2, "SAME"))), "data")
+      return lax.psum(jnp.sum(jnp.tanh(convolution(x, w, 2, "SAME"))),
+                      "data")
     return jax.jit(jax.shard_map(
         jax.grad(loss, argnums=(0, 1)), mesh=mesh,
         in_specs=(spec(), spec("data")), out_specs=(spec(), spec("data"))))(
