@@ -28,9 +28,9 @@ Stride-2 5×5 convolutions with 16+ input channels and enough output tiles
 (every critic layer but the first on an RGB input) go further on CPU:
 Winograd F(4×4, 3×3) after a space-to-depth rearrangement, 9 instead of 25
 multiplications per output and input channel, with its own VJP (below).
-It made the texture critic's synthesis step 1.6× faster (462 → 278 ms at
-batch 100) where the direct matrix products were at YNNPACK's 180–200
-GFLOP/s.
+It made the texture critic's synthesis step about 1.5× faster (434 → 267–298
+ms at batch 100; BENCHMARKS.md) where the direct matrix products were at
+YNNPACK's 180–200 GFLOP/s.
 
 Every piece is made of JAX operations, so the VJP is itself differentiable
 (a gradient penalty needs gradients of gradients).
@@ -75,8 +75,7 @@ def _patches(x, k, stride, padding):
   (left, right) = _axis_padding(x.shape[2], k, stride, padding)
   xp = lax.pad(x, jnp.zeros((), x.dtype),
                ((0, 0, 0), (top, bottom, 0), (left, right, 0), (0, 0, 0)))
-  ho = (xp.shape[1] - k) // stride + 1
-  wo = (xp.shape[2] - k) // stride + 1
+  ho, wo = (_output_size(size, k, stride, padding) for size in x.shape[1:3])
   taps = [xp[:, i:i + stride * (ho - 1) + 1:stride,
              j:j + stride * (wo - 1) + 1:stride, :]
           for i in range(k) for j in range(k)]
@@ -223,7 +222,7 @@ def _space_to_depth(x, kernel, padding):
   k, _, _, cout = kernel.shape
   (top, bottom) = _axis_padding(h, k, 2, padding)
   (left, right) = _axis_padding(w, k, 2, padding)
-  ho, wo = _output_size(h, k, 2, padding), _output_size(w, k, 2, padding)
+  ho, wo = (_output_size(size, k, 2, padding) for size in (h, w))
   rows = 2 * (-(-ho // _TILE) * _TILE + 2)
   cols = 2 * (-(-wo // _TILE) * _TILE + 2)
   xp = jnp.pad(x, ((0, 0), (top, rows - h - top), (left, cols - w - left),
