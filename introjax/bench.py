@@ -589,29 +589,30 @@ def _parse(values, allowed, flag):
   return values
 
 
-def main(argv):
-  del argv
-  # Allocate on demand, so that the PyTorch rows of the same process get the
-  # memory they need and the device's peak means what this run used.
-  os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-  workloads = _parse(_WORKLOAD.value, WORKLOADS, "workload")
-  modes = _parse(_MODE.value, MODES, "mode")
-  precisions = _parse(_PRECISION.value, PRECISIONS, "precision")
+def run(workloads, modes=("softmax",), batches=(100,), precisions=("fp32",),
+        backend="both", repeats=3, steps=20, features=(64, 128, 256, 512),
+        classes=10, critics=4, patch=None, channels=None, json_path=None):
+  """The benchmark without the command line: times every (workload, mode,
+  batch, precision) on `backend` ("jax", "torch" or "both"), printing the
+  table as rows finish; returns the rows (also written to `json_path`).
+  The arguments are the flags of the same names (`batches`: --batch)."""
+  workloads = _parse(workloads, WORKLOADS, "workload")
+  modes = _parse(modes, MODES, "mode")
+  precisions = _parse(precisions, PRECISIONS, "precision")
   try:
-    batches = [int(b) for b in _BATCH.value]
+    batches = [int(b) for b in batches]
   except ValueError:
-    raise app.UsageError(f"--batch={','.join(_BATCH.value)} must be whole "
-                         "numbers, e.g. --batch=100,1024.") from None
-  if "class_synthesis" in workloads and any(b % _CLASSES.value
-                                            for b in batches):
+    raise app.UsageError(f"--batch={','.join(map(str, batches))} must be "
+                         "whole numbers, e.g. --batch=100,1024.") from None
+  if "class_synthesis" in workloads and any(b % classes for b in batches):
     raise app.UsageError("class_synthesis splits the batch over the "
                          f"classes: give --batch multiples of --classes="
-                         f"{_CLASSES.value}.")
+                         f"{classes}.")
   specs = _specs(workloads, modes, batches, precisions, dict(
-      patch=_PATCH.value, channels=_CHANNELS.value,
-      features=tuple(int(f) for f in _FEATURES.value), steps=_STEPS.value,
-      classes=_CLASSES.value, critics=_CRITICS.value))
-  use_torch = _BACKEND.value in ("torch", "both")
+      patch=patch, channels=channels,
+      features=tuple(int(f) for f in features), steps=steps,
+      classes=classes, critics=critics))
+  use_torch = backend in ("torch", "both")
   if use_torch:
     try:
       import torch  # pylint: disable=import-outside-toplevel,unused-import
@@ -619,27 +620,39 @@ def main(argv):
       print("PyTorch is not installed (pip install -e '.[bench]'); "
             "skipping the reference.")
       use_torch = False
-  print(f"{_cpus()} CPU cores; {_STEPS.value} steps per run, median of "
-        f"{_REPEATS.value} runs; network {list(specs[0].features)}")
+  print(f"{_cpus()} CPU cores; {steps} steps per run, median of "
+        f"{repeats} runs; network {list(specs[0].features)}")
   print(format_table([]), flush=True)
   rows = []
   for spec in specs:
-    jax_row = (bench_jax(spec, _REPEATS.value) if _BACKEND.value != "torch"
-               else None)
+    jax_row = bench_jax(spec, repeats) if backend != "torch" else None
     flops = jax_row["flops_per_run"] if jax_row else _jax_flops_only(spec)
     pair = []
     if jax_row:
       pair.append(_complete(jax_row, spec, flops))
     if use_torch:
-      pair.append(_complete(bench_torch(spec, _REPEATS.value), spec, flops))
+      pair.append(_complete(bench_torch(spec, repeats), spec, flops))
     if len(pair) == 2:
       for r in pair:
         r["jax_over_torch"] = pair[0]["throughput"] / pair[1]["throughput"]
     rows += pair
     print("\n".join(format_table(pair).splitlines()[1:]), flush=True)
-  if _JSON.value:
-    with open(_JSON.value, "w") as f:
+  if json_path:
+    with open(json_path, "w") as f:
       json.dump(rows, f, indent=1)
+  return rows
+
+
+def main(argv):
+  del argv
+  # Allocate on demand, so that the PyTorch rows of the same process get the
+  # memory they need and the device's peak means what this run used.
+  os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+  run(workloads=_WORKLOAD.value, modes=_MODE.value, batches=_BATCH.value,
+      precisions=_PRECISION.value, backend=_BACKEND.value,
+      repeats=_REPEATS.value, steps=_STEPS.value, features=_FEATURES.value,
+      classes=_CLASSES.value, critics=_CRITICS.value, patch=_PATCH.value,
+      channels=_CHANNELS.value, json_path=_JSON.value)
 
 
 def _jax_flops_only(spec):

@@ -1,118 +1,257 @@
 """The benchmark command: its table and JSON for every workload, batch list
-and precision on tiny sizes, the PyTorch reference optional, and the FLOP
-count behind the FLOP/s column (speed itself is never asserted in tests)."""
+and precision on tiny sizes, the pairing with the optional PyTorch reference,
+and the FLOP count behind the FLOP/s column (speed itself is never asserted
+in tests). Most checks call `bench.run` in this process; one test runs the
+real command line."""
 import dataclasses
-import importlib.util
 import json
 import subprocess
 import sys
 
+import jax
 import pytest
+from absl import app
 
 from conftest import REPO, subprocess_env
 from introjax import bench
 
-_TINY = ["--features=4,8", "--steps=2", "--repeats=1"]
-# The PyTorch reference is an optional extra (`bench`): without it the
-# command prints JAX rows only, and the pairing checks are skipped.
-_HAVE_TORCH = importlib.util.find_spec("torch") is not None
 _COLUMNS = ("throughput", "unit", "ms/step", "compile s", "peak mem",
             "GFLOP/s", "% peak", "jax/torch")
+_TINY = dict(steps=2, repeats=1, features=(4, 8))
+# Every field of a row: the spec's, the measured and the derived ones.
+_ROW_KEYS = {f.name for f in dataclasses.fields(bench.Spec)} | {
+    "backend", "device", "platform", "seconds", "compile_seconds",
+    "peak_memory_bytes", "memory_source", "xla_memory_bytes", "unit",
+    "throughput", "ms_per_step", "flops_per_run", "flops_per_second",
+    "peak_flops", "fraction_of_peak", "jax_over_torch"}
+_UNITS = {"synthesis": "sample-steps/s", "cascade": "sample-steps/s",
+          "classifier": "images/s", "class_synthesis": "sample-steps/s"}
 
 
-def _run_bench(tmp_path, *args, env=None):
-  out = tmp_path / "bench.json"
-  result = subprocess.run(
-      [sys.executable, "-m", "introjax.bench", *_TINY, f"--json={out}",
-       *args], cwd=REPO, env=env or subprocess_env(), capture_output=True,
-      text=True, timeout=600)
-  assert result.returncode == 0, result.stderr
-  header = next(line for line in result.stdout.splitlines()
-                if line.startswith("workload"))
+def _table_lines(stdout):
+  """The printed table: its header and the rows after it."""
+  lines = stdout.splitlines()
+  start = next(i for i, line in enumerate(lines)
+               if line.startswith("workload"))
+  return lines[start], lines[start + 1:]
+
+
+def _check_printed(stdout, rows):
+  """The table printed as rows finish is the table of the returned rows,
+  with every column, aligned under its header."""
+  header, printed = _table_lines(stdout)
   assert all(column in header for column in _COLUMNS)
-  return result.stdout, json.loads(out.read_text())
+  assert [header] + printed == bench.format_table(rows).splitlines()
+  assert {len(line) for line in printed} == {len(header)}
 
 
-def _jax_rows(rows):
-  return [r for r in rows if r["backend"] == "jax"]
+def _check_jax_row(row):
+  """Every column of a measured JAX row on this machine's first device."""
+  device = jax.devices()[0]
+  assert set(row) == _ROW_KEYS
+  assert row["backend"] == "jax" and row["platform"] == device.platform
+  assert row["device"] == device.device_kind
+  critics = row["critics"]
+  assert critics == (2 if row["workload"] == "cascade" else 1)
+  assert row["unit"] == _UNITS[row["workload"]]
+  assert row["seconds"] > 0 and row["compile_seconds"] > 0
+  assert row["throughput"] == pytest.approx(
+      row["batch"] * row["steps"] * critics / row["seconds"])
+  assert row["ms_per_step"] == pytest.approx(
+      1e3 * row["seconds"] / (row["steps"] * critics))
+  assert row["flops_per_run"] > 0
+  assert row["flops_per_second"] == pytest.approx(
+      row["flops_per_run"] / row["seconds"])
+  if row["platform"] == "cpu":
+    # No peak FLOP/s to compare with; memory from XLA's buffer assignment
+    # (the CPU reports no device peak).
+    assert row["peak_flops"] is None and row["fraction_of_peak"] is None
+    assert row["memory_source"] == "xla"
+    assert row["peak_memory_bytes"] == row["xla_memory_bytes"] > 0
+  assert row["jax_over_torch"] is None
 
 
-def _check_pairs(rows):
-  """Every JAX row is followed by the PyTorch row of the same work, both
-  carrying the ratio of their throughputs (when PyTorch is installed)."""
-  if not _HAVE_TORCH:
-    assert all(r["backend"] == "jax" and r["jax_over_torch"] is None
-               for r in rows)
-    return
+# The table and the pairing, with known numbers --------------------------------
+
+
+def _fake_jax(spec, repeats):
+  """A measured JAX row: 0.5 s per run, 1 MFLOP per unit of work."""
+  del repeats
+  return dict(backend="jax", device="cpu", platform="cpu", seconds=0.5,
+              compile_seconds=1.5, peak_memory_bytes=3 * 2**20,
+              memory_source="xla", xla_memory_bytes=3 * 2**20,
+              flops_per_run=1e6 * spec.work)
+
+
+def _fake_torch(spec, repeats):
+  """A measured PyTorch row of the same work, four times slower."""
+  del spec, repeats
+  return dict(backend="torch-eager", device="cpu", platform="cpu",
+              seconds=2.0, compile_seconds=None, peak_memory_bytes=None,
+              memory_source=None)
+
+
+@pytest.fixture
+def fake_backends(monkeypatch):
+  """Both backends stubbed, PyTorch importable or not."""
+  monkeypatch.setattr(bench, "bench_jax", _fake_jax)
+  monkeypatch.setattr(bench, "bench_torch", _fake_torch)
+  monkeypatch.setitem(sys.modules, "torch", type(sys)("torch"))
+
+
+def test_each_jax_row_is_followed_by_its_torch_row(fake_backends, tmp_path,
+                                                   capsys):
+  out = tmp_path / "bench.json"
+  rows = bench.run(["synthesis", "cascade"], batches=["8", "4"],
+                   backend="both", critics=2, patch=16, json_path=str(out),
+                   **_TINY)
+  # Ascending batches (the device's peak memory is a high-water mark).
+  assert [(r["workload"], r["batch"], r["backend"]) for r in rows] == [
+      (w, b, backend) for w in ("synthesis", "cascade") for b in (4, 8)
+      for backend in ("jax", "torch-eager")]
   for jax_row, torch_row in zip(rows[::2], rows[1::2]):
-    assert (jax_row["backend"], torch_row["backend"]) == ("jax",
-                                                          "torch-eager")
-    for key in ("workload", "mode", "batch", "precision", "critics"):
+    for key in ("workload", "mode", "batch", "precision", "critics",
+                "features", "patch", "steps"):
       assert jax_row[key] == torch_row[key]
-    ratio = jax_row["throughput"] / torch_row["throughput"]
-    assert jax_row["jax_over_torch"] == pytest.approx(ratio)
-    assert torch_row["jax_over_torch"] == pytest.approx(ratio)
-    # The same XLA FLOP count serves both rows: FLOP/s ∝ throughput.
-    assert jax_row["flops_per_run"] == torch_row["flops_per_run"] > 0
-    assert (jax_row["flops_per_second"] / torch_row["flops_per_second"]
-            == pytest.approx(ratio))
-    # On CPU: no peak FLOP/s to compare with; JAX memory from XLA's buffer
-    # assignment (the CPU reports no device peak), none from PyTorch.
-    for row in (jax_row, torch_row):
-      assert row["peak_flops"] is None and row["fraction_of_peak"] is None
-    assert jax_row["memory_source"] == "xla"
-    assert jax_row["peak_memory_bytes"] == jax_row["xla_memory_bytes"] > 0
-    assert jax_row["compile_seconds"] > 0
-    assert torch_row["peak_memory_bytes"] is None
-    assert torch_row["compile_seconds"] is None
+    critics = 2 if jax_row["workload"] == "cascade" else 1
+    work = jax_row["batch"] * 2 * critics
+    assert (jax_row["critics"], jax_row["patch"]) == (critics, 16)
+    assert jax_row["throughput"] == pytest.approx(work / 0.5)
+    assert torch_row["throughput"] == pytest.approx(work / 2.0)
+    # The ratio of the two throughputs, on both rows.
+    assert jax_row["jax_over_torch"] == pytest.approx(4.0)
+    assert torch_row["jax_over_torch"] == pytest.approx(4.0)
+    # The JAX row's XLA FLOP count serves both: FLOP/s ∝ throughput.
+    assert torch_row["flops_per_run"] == jax_row["flops_per_run"] == 1e6 * work
+    assert jax_row["flops_per_second"] == pytest.approx(2e6 * work)
+    assert torch_row["flops_per_second"] == pytest.approx(5e5 * work)
+    assert jax_row["ms_per_step"] == pytest.approx(1e3 * 0.5 / (2 * critics))
+  stdout = capsys.readouterr().out
+  _check_printed(stdout, rows)
+  assert "cascade T=2" in stdout and stdout.count("torch-eager") == 4
+  assert json.loads(out.read_text()) == rows
 
 
-def test_texture_workloads_over_a_batch_list(tmp_path):
-  stdout, rows = _run_bench(
-      tmp_path, "--workload=synthesis,cascade", "--batch=8,4", "--patch=16",
-      "--critics=2", "--backend=both")
-  jax_rows = _jax_rows(rows)
-  assert [(r["workload"], r["batch"]) for r in jax_rows] == [
-      ("synthesis", 4), ("synthesis", 8), ("cascade", 4), ("cascade", 8)]
-  _check_pairs(rows)
-  for r in rows:
-    critics = 2 if r["workload"] == "cascade" else 1
-    assert r["critics"] == critics and r["unit"] == "sample-steps/s"
-    assert r["throughput"] == pytest.approx(
-        r["batch"] * 2 * critics / r["seconds"])
-  # The cascade climbs two critics: about twice one critic's work per run
-  # (not exactly: XLA drops the per-step statistics the cascade discards).
-  synthesis, cascade = jax_rows[0], jax_rows[2]
-  assert cascade["flops_per_run"] == pytest.approx(
-      2 * synthesis["flops_per_run"], rel=0.2)
-  assert "cascade T=2" in stdout
-  assert stdout.count("torch-eager") == (4 if _HAVE_TORCH else 0)
+def test_torch_alone_takes_the_flop_count_from_xla(fake_backends,
+                                                   monkeypatch, capsys):
+  counted = []
+  monkeypatch.setattr(bench, "_jax_flops_only",
+                      lambda spec: counted.append(spec) or 7e6)
+  monkeypatch.setattr(bench, "bench_jax", None)   # never called
+  rows = bench.run(["classifier"], batches=[4], backend="torch", **_TINY)
+  (row,) = rows
+  assert [s.workload for s in counted] == ["classifier"]
+  assert row["backend"] == "torch-eager" and row["jax_over_torch"] is None
+  assert row["unit"] == "images/s"
+  assert row["throughput"] == pytest.approx(4 * 2 / 2.0)
+  assert row["flops_per_second"] == pytest.approx(7e6 / 2.0)
+  _check_printed(capsys.readouterr().out, rows)
 
 
-def test_class_synthesis_modes_in_bf16(tmp_path):
-  stdout, rows = _run_bench(
-      tmp_path, "--workload=class_synthesis", "--mode=softmax,one_vs_all",
-      "--classes=5", "--batch=10", "--patch=8", "--precision=bf16",
-      "--backend=both")
-  assert [r["mode"] for r in _jax_rows(rows)] == ["softmax", "one_vs_all"]
-  assert {r["precision"] for r in rows} == {"bf16"}
-  _check_pairs(rows)
-  assert "class_synthesis one_vs_all" in stdout
-
-
-def test_without_pytorch_the_reference_is_skipped(tmp_path):
-  hide = tmp_path / "no_torch"
-  hide.mkdir()
-  (hide / "torch.py").write_text("raise ImportError('no torch here')\n")
-  env = subprocess_env()
-  env["PYTHONPATH"] = f"{hide}:{env['PYTHONPATH']}"
-  stdout, rows = _run_bench(tmp_path, "--workload=classifier", "--batch=4",
-                            "--patch=8", "--backend=both", env=env)
+def test_without_pytorch_the_reference_is_skipped(fake_backends, monkeypatch,
+                                                  capsys):
+  monkeypatch.setitem(sys.modules, "torch", None)   # import torch fails
+  monkeypatch.setattr(bench, "bench_torch", None)   # never called
+  rows = bench.run(["classifier"], batches=[4], backend="both", **_TINY)
+  stdout = capsys.readouterr().out
   assert "PyTorch is not installed" in stdout
   (row,) = rows
   assert row["backend"] == "jax" and row["jax_over_torch"] is None
-  assert row["unit"] == "images/s"
-  assert row["throughput"] == pytest.approx(4 * 2 / row["seconds"])
+  _check_printed(stdout, rows)
+  assert _table_lines(stdout)[1][0].endswith(" n/a")
+
+
+def test_table_columns_and_formats():
+  spec = bench.Spec(workload="cascade", batch=4, precision="fp32", patch=16,
+                    channels=3, features=(4, 8), steps=2, critics=2)
+  cpu = bench._complete(_fake_jax(spec, 1), spec, 8e6)
+  cpu["jax_over_torch"] = 4.0
+  spec = bench.Spec(workload="class_synthesis", batch=10, precision="bf16",
+                    patch=8, channels=1, features=(4, 8), steps=2, classes=5,
+                    mode="one_vs_all")
+  # A quarter of an H100's bf16 peak, with the device's own peak memory.
+  gpu = bench._complete(dict(
+      backend="jax", device="NVIDIA H100 80GB HBM3", platform="gpu",
+      seconds=0.5, compile_seconds=1.5, peak_memory_bytes=5 * 2**19,
+      memory_source="dev", xla_memory_bytes=2**20,
+      flops_per_run=989.4e12 * 0.5 / 4), spec, 989.4e12 * 0.5 / 4)
+  torch_row = bench._complete(_fake_torch(spec, 1), spec, None)
+  header, *lines = bench.format_table([cpu, gpu, torch_row]).splitlines()
+  assert header.split() == [
+      "workload", "batch", "prec", "backend", "throughput", "unit", "ms/step",
+      "compile", "s", "peak", "mem", "GFLOP/s", "%", "peak", "jax/torch"]
+  assert [line.split() for line in lines] == [
+      ["cascade", "T=2", "4", "fp32", "jax", "32.0", "sample-steps/s",
+       "125.0", "1.5", "3.0", "MiB", "xla", "0.016", "n/a", "4.00"],
+      ["class_synthesis", "one_vs_all", "10", "bf16", "jax", "40.0",
+       "sample-steps/s", "250.0", "1.5", "2.5", "MiB", "dev", "2.474e+05",
+       "25.00", "n/a"],
+      ["class_synthesis", "one_vs_all", "10", "bf16", "torch-eager", "10.0",
+       "sample-steps/s", "1000.0", "n/a", "n/a", "n/a", "n/a", "n/a"]]
+  assert {len(line) for line in lines} == {len(header)}
+  assert gpu["peak_flops"] == 989.4e12
+  assert gpu["fraction_of_peak"] == pytest.approx(0.25)
+  assert cpu["peak_flops"] is None   # no peak on CPU, whatever its name
+
+
+def test_unknown_or_impossible_settings_are_refused():
+  with pytest.raises(app.UsageError, match="Unknown --workload=gan"):
+    bench.run(["synthesis", "gan"])
+  with pytest.raises(app.UsageError, match="Unknown --precision=fp16"):
+    bench.run(["synthesis"], precisions=["fp16"])
+  with pytest.raises(app.UsageError, match="--batch=8,x must be whole"):
+    bench.run(["synthesis"], batches=["8", "x"])
+  with pytest.raises(app.UsageError, match="multiples of --classes=5"):
+    bench.run(["class_synthesis"], batches=[12], classes=5)
+
+
+# Measured JAX rows ----------------------------------------------------------
+
+
+def test_texture_workloads_measure_every_column(capsys):
+  rows = bench.run(["synthesis", "cascade"], batches=[4], patch=16,
+                   critics=2, backend="jax", **_TINY)
+  assert [r["workload"] for r in rows] == ["synthesis", "cascade"]
+  for row in rows:
+    _check_jax_row(row)
+    assert (row["patch"], row["channels"], row["features"]) == (16, 3, [4, 8])
+  # The cascade climbs two critics: about twice one critic's work per run
+  # (not exactly: XLA drops the per-step statistics the cascade discards).
+  synthesis, cascade = rows
+  assert cascade["flops_per_run"] == pytest.approx(
+      2 * synthesis["flops_per_run"], rel=0.2)
+  _check_printed(capsys.readouterr().out, rows)
+
+
+def test_class_synthesis_modes_in_bf16(capsys):
+  rows = bench.run(["class_synthesis"], modes=["softmax", "one_vs_all"],
+                   classes=5, batches=[10], patch=8, precisions=["bf16"],
+                   backend="jax", **_TINY)
+  assert [r["mode"] for r in rows] == ["softmax", "one_vs_all"]
+  for row in rows:
+    _check_jax_row(row)
+    assert (row["precision"], row["classes"], row["channels"]) == ("bf16", 5,
+                                                                   1)
+  stdout = capsys.readouterr().out
+  _check_printed(stdout, rows)
+  assert "class_synthesis one_vs_all" in stdout
+
+
+def test_command_line_prints_the_table_and_writes_json(tmp_path):
+  out = tmp_path / "bench.json"
+  result = subprocess.run(
+      [sys.executable, "-m", "introjax.bench", "--workload=classifier",
+       "--batch=4", "--patch=8", "--features=4,8", "--steps=2",
+       "--repeats=1", "--backend=jax", f"--json={out}"],
+      cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+      timeout=600)
+  assert result.returncode == 0, result.stderr
+  rows = json.loads(out.read_text())
+  (row,) = rows
+  _check_jax_row(row)
+  assert (row["batch"], row["patch"], row["channels"]) == (4, 8, 1)
+  assert row["steps"] == 2 and row["features"] == [4, 8]
+  _check_printed(result.stdout, rows)
 
 
 def test_flop_count_is_per_step_times_steps():
@@ -145,10 +284,47 @@ def test_peak_flops_by_device_kind(kind, precision, peak):
   assert bench.peak_flops(kind, precision) == peak
 
 
-def test_unknown_workload_is_refused(tmp_path):
-  result = subprocess.run(
-      [sys.executable, "-m", "introjax.bench", "--workload=synthesis,gan"],
-      cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
-      timeout=120)
-  assert result.returncode != 0
-  assert "Unknown --workload=gan" in result.stderr
+# Against the PyTorch reference ----------------------------------------------
+
+
+def _check_pairs(rows):
+  """Every JAX row is followed by the PyTorch row of the same work, both
+  carrying the ratio of their throughputs."""
+  assert len(rows) % 2 == 0 and rows
+  for jax_row, torch_row in zip(rows[::2], rows[1::2]):
+    _check_jax_row(dict(jax_row, jax_over_torch=None))
+    assert (jax_row["backend"], torch_row["backend"]) == ("jax",
+                                                          "torch-eager")
+    # XLA's buffer assignment is JAX's alone.
+    assert set(torch_row) == _ROW_KEYS - {"xla_memory_bytes"}
+    for key in ("workload", "mode", "batch", "precision", "critics"):
+      assert jax_row[key] == torch_row[key]
+    ratio = jax_row["throughput"] / torch_row["throughput"]
+    assert jax_row["jax_over_torch"] == pytest.approx(ratio)
+    assert torch_row["jax_over_torch"] == pytest.approx(ratio)
+    assert torch_row["throughput"] == pytest.approx(
+        torch_row["batch"] * torch_row["steps"] * torch_row["critics"]
+        / torch_row["seconds"])
+    # The same XLA FLOP count serves both rows: FLOP/s ∝ throughput.
+    assert jax_row["flops_per_run"] == torch_row["flops_per_run"] > 0
+    assert (jax_row["flops_per_second"] / torch_row["flops_per_second"]
+            == pytest.approx(ratio))
+    if torch_row["platform"] == "cpu":
+      assert torch_row["peak_flops"] is None
+      assert torch_row["fraction_of_peak"] is None
+      assert torch_row["peak_memory_bytes"] is None
+    assert torch_row["compile_seconds"] is None
+
+
+def test_pytorch_reference_rows(capsys):
+  pytest.importorskip(
+      "torch", reason="the PyTorch reference is the optional [bench] extra")
+  rows = bench.run(["synthesis", "cascade", "class_synthesis"],
+                   modes=["one_vs_all"], classes=2, batches=[4], patch=8,
+                   critics=2, backend="both", **_TINY)
+  assert [(r["workload"], r["backend"]) for r in rows[::2]] == [
+      ("synthesis", "jax"), ("cascade", "jax"), ("class_synthesis", "jax")]
+  _check_pairs(rows)
+  stdout = capsys.readouterr().out
+  _check_printed(stdout, rows)
+  assert stdout.count("torch-eager") == 3

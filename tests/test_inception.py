@@ -1,6 +1,9 @@
 """FID, Inception score, and the FID Inception network (no real weights)."""
+import importlib.util
 import os
+import pathlib
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -17,9 +20,26 @@ from introjax.eval import inception
 from introjax.training.igm import TextureIGM
 
 
+def _load_reference():
+  """tests/data/make_inception_reference.py: the recorded reference's inputs
+  and PyTorch definitions (only its torch_* functions need PyTorch)."""
+  path = pathlib.Path(__file__).parent / "data"
+  path /= "make_inception_reference.py"
+  spec = importlib.util.spec_from_file_location("make_inception_reference",
+                                                path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+reference = _load_reference()
+
+
 def _torch():
-  # Only the tests against PyTorch need it; the metrics run without.
-  return pytest.importorskip("torch")
+  # Only the live comparisons need it; the recorded ones check the same.
+  return pytest.importorskip(
+      "torch", reason="a live comparison with PyTorch (the optional [bench] "
+      "extra); its recorded counterpart runs without")
 
 
 # Fréchet distance -------------------------------------------------------------
@@ -116,7 +136,7 @@ def test_inception_score_limits():
 
 @pytest.fixture(scope="module")
 def params():
-  return inception.random_params(0)
+  return inception.random_params(reference.PARAMS_SEED)
 
 
 def test_network_shapes(params):
@@ -147,20 +167,6 @@ def test_parameter_names_match_pytorch_fid():
   assert shapes["fc.weight"] == (1008, 2048)
 
 
-def _state_dict(params):
-  """pytorch-fid's names and layouts for our `params`, as torch tensors
-  (with the step counters a saved BatchNorm carries)."""
-  torch = _torch()
-  state = {}
-  for path, value in inception.flatten_params(params).items():
-    state[inception.torch_name(path)] = torch.from_numpy(
-        np.ascontiguousarray(inception.to_torch_layout(path, value)))
-    if path.endswith("bn/var"):
-      state[inception.torch_name(path).replace(
-          "running_var", "num_batches_tracked")] = torch.tensor(0)
-  return state
-
-
 def _assert_trees_equal(a, b):
   flat_a, flat_b = inception.flatten_params(a), inception.flatten_params(b)
   assert flat_a.keys() == flat_b.keys()
@@ -168,13 +174,43 @@ def _assert_trees_equal(a, b):
     np.testing.assert_array_equal(flat_a[k], flat_b[k], err_msg=k)
 
 
-def test_pth_to_npz_round_trip(params, tmp_path):
-  torch = _torch()
+def _stand_in_torch(monkeypatch, load):
+  """`import torch` gives a module whose only function is `load`."""
+  monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(load=load))
+
+
+def test_pth_to_npz_round_trip_without_pytorch(params, tmp_path, monkeypatch):
+  """The .pth reader and the converter on the state dict that torch.load
+  gives (its names and layouts: the recorded test below), torch.load
+  stood in for."""
+  state = reference.numpy_state_dict(params)
   pth, npz = str(tmp_path / "w.pth"), str(tmp_path / "w.npz")
-  torch.save(_state_dict(params), pth)
+  with open(pth, "wb") as f:
+    f.write(b"read by the stand-in")
+  calls = []
+
+  def load(path, **kw):
+    calls.append((path, kw))
+    return dict(state)
+
+  def refuse(path, **kw):
+    raise RuntimeError("Invalid magic number; corrupt file?")
+
+  _stand_in_torch(monkeypatch, load)
   _assert_trees_equal(inception.load_params(pth), params)
   assert inception.main(["--convert", pth, npz]) == 0
+  # On the CPU, without unpickling code.
+  assert calls == [(pth, dict(map_location="cpu", weights_only=True))] * 2
+  monkeypatch.setitem(sys.modules, "torch", None)   # the .npz needs none
   _assert_trees_equal(inception.load_params(npz), params)
+  # What torch.load refuses, or a file that holds no state dict.
+  _stand_in_torch(monkeypatch, refuse)
+  with pytest.raises(ConfigError, match=r"not a readable PyTorch file "
+                     r"\(RuntimeError: Invalid magic"):
+    inception.load_params(pth)
+  _stand_in_torch(monkeypatch, lambda path, **kw: [state])
+  with pytest.raises(ConfigError, match="holds a list, not a state dict"):
+    inception.load_params(pth)
 
 
 def test_converter_command_line_reports_errors(tmp_path, capsys):
@@ -187,8 +223,7 @@ def test_converter_command_line_reports_errors(tmp_path, capsys):
 
 
 def test_refuses_missing_unexpected_and_misshapen(params, tmp_path):
-  _torch()
-  good = _state_dict(params)
+  good = reference.numpy_state_dict(params)
   missing = dict(good)
   del missing["Mixed_6c.branch7x7_3.bn.running_mean"]
   with pytest.raises(ConfigError,
@@ -215,151 +250,124 @@ def test_refuses_missing_unexpected_and_misshapen(params, tmp_path):
 
 
 # Against PyTorch ops with the same weights ------------------------------------
+# Recorded once with PyTorch (tests/data/make_inception_reference.py), so
+# checked without it; the live comparisons after them need PyTorch.
+
+# XLA's CPU convolutions are float32 throughout (they differ from PyTorch's
+# by 1.5e-6 of the largest output); GPUs and TPUs run float32 convolutions
+# in TF32 or bf16 passes by default.
+_TOL = 1e-5 if jax.default_backend() == "cpu" else 2e-3
 
 
-def _torch_network(state, x, resize_to):
-  """pytorch-fid's forward (torchvision's Inception3 with the FID blocks),
-  in torch.nn.functional over a state dict, NCHW in [−1, 1]."""
+def _assert_close(got, want, tol=_TOL):
+  np.testing.assert_allclose(got, want, rtol=tol,
+                             atol=tol * np.abs(want).max())
+
+
+@pytest.fixture(scope="module")
+def recorded(params):
+  """The recorded PyTorch outputs, once the weights and inputs drawn here
+  are checked to be those they were recorded for."""
+  with np.load(reference.PATH) as f:
+    rec = {k: f[k] for k in f.files}
+  redo = (" than the recorded reference was made with; rerun "
+          "tests/data/make_inception_reference.py where PyTorch is installed")
+  np.testing.assert_allclose(
+      reference.params_sums(inception.flatten_params(params)),
+      rec["params_sums"], rtol=1e-6, atol=1e-9,
+      err_msg="random_params draws other weights" + redo)
+  np.testing.assert_allclose(reference.input_sums(), rec["input_sums"],
+                             rtol=1e-6, err_msg="NumPy draws other inputs"
+                             + redo)
+  return rec
+
+
+def _our_network(params):
+  """Ours on the reference's images: one input shape in all these tests
+  (and test_network_shapes'), one compilation."""
+  return inception.inception_features(params, reference.network_images(),
+                                      batch=2, resize_to=reference.RESIZE_TO)
+
+
+_e2_block = jax.jit(inception.FIDInceptionE("max").apply)
+
+
+def _our_e2(params, x):
+  """Mixed_7c alone, at 3×3 (all border), where its max pool and the other
+  blocks' average pools differ most."""
+  return np.asarray(_e2_block({"params": params["Mixed_7c"]},
+                              jnp.asarray(x)))
+
+
+def test_network_equals_recorded_pytorch_ops(params, recorded):
+  features, logits = _our_network(params)
+  _assert_close(features, recorded["network_features"])
+  _assert_close(logits, recorded["network_logits"])
+
+
+def test_inception_e2_block_equals_recorded_pytorch_ops(params, recorded):
+  _assert_close(_our_e2(params, reference.e2_input()), recorded["e2_output"])
+
+
+# One compilation per size instead of one per operation.
+_resize = jax.jit(inception.resize_bilinear, static_argnums=1)
+
+
+def test_resize_equals_recorded_torch_interpolate(recorded):
+  for (size_in, size_out), x in zip(reference.RESIZE_CASES,
+                                    reference.resize_inputs()):
+    ours = np.asarray(_resize(jnp.asarray(x), size_out))
+    if size_in == size_out:
+      # torch's is the identity, to within the recorded difference.
+      diff = float(recorded["resize_identity_max_diff"])
+      assert diff < 1e-6
+      np.testing.assert_allclose(ours, x, atol=1e-5 - diff)
+    else:
+      np.testing.assert_allclose(
+          ours, recorded[f"resize_{size_in}_{size_out}"], atol=1e-5)
+
+
+def test_pytorch_layout_equals_the_recorded_pth(params, recorded):
+  """Our state dict has the names, shapes and values (so the layouts) of the
+  one PyTorch saved, loaded back and ran the recorded network with."""
+  state = reference.numpy_state_dict(params)
+  np.testing.assert_array_equal(reference.tensor_list(state),
+                                recorded["pth_tensors"])
+  np.testing.assert_allclose(reference.layout_fingerprint(state),
+                             recorded["pth_fingerprint"], rtol=1e-9)
+
+
+def test_pth_to_npz_round_trip(params, tmp_path):
   torch = _torch()
-  F = torch.nn.functional
-
-  def conv(name, x, stride=1, padding=0):
-    x = F.conv2d(x, state[f"{name}.conv.weight"], stride=stride,
-                 padding=padding)
-    x = F.batch_norm(x, state[f"{name}.bn.running_mean"],
-                     state[f"{name}.bn.running_var"],
-                     state[f"{name}.bn.weight"], state[f"{name}.bn.bias"],
-                     training=False, eps=0.001)
-    return F.relu(x)
-
-  def avg(x):
-    return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
-
-  def block_a(n, x):
-    b5 = conv(f"{n}.branch5x5_2", conv(f"{n}.branch5x5_1", x), padding=2)
-    b3 = conv(f"{n}.branch3x3dbl_1", x)
-    b3 = conv(f"{n}.branch3x3dbl_2", b3, padding=1)
-    b3 = conv(f"{n}.branch3x3dbl_3", b3, padding=1)
-    return torch.cat([conv(f"{n}.branch1x1", x), b5, b3,
-                      conv(f"{n}.branch_pool", avg(x))], 1)
-
-  def block_b(n, x):
-    b3 = conv(f"{n}.branch3x3", x, stride=2)
-    bd = conv(f"{n}.branch3x3dbl_1", x)
-    bd = conv(f"{n}.branch3x3dbl_2", bd, padding=1)
-    bd = conv(f"{n}.branch3x3dbl_3", bd, stride=2)
-    return torch.cat([b3, bd, F.max_pool2d(x, 3, 2)], 1)
-
-  def block_c(n, x):
-    r, c = (0, 3), (3, 0)
-    b7 = conv(f"{n}.branch7x7_1", x)
-    b7 = conv(f"{n}.branch7x7_3", conv(f"{n}.branch7x7_2", b7, padding=r),
-              padding=c)
-    bd = conv(f"{n}.branch7x7dbl_1", x)
-    for i, pad in zip(range(2, 6), (c, r, c, r)):
-      bd = conv(f"{n}.branch7x7dbl_{i}", bd, padding=pad)
-    return torch.cat([conv(f"{n}.branch1x1", x), b7, bd,
-                      conv(f"{n}.branch_pool", avg(x))], 1)
-
-  def block_d(n, x):
-    b3 = conv(f"{n}.branch3x3_2", conv(f"{n}.branch3x3_1", x), stride=2)
-    b7 = conv(f"{n}.branch7x7x3_1", x)
-    b7 = conv(f"{n}.branch7x7x3_2", b7, padding=(0, 3))
-    b7 = conv(f"{n}.branch7x7x3_3", b7, padding=(3, 0))
-    b7 = conv(f"{n}.branch7x7x3_4", b7, stride=2)
-    return torch.cat([b3, b7, F.max_pool2d(x, 3, 2)], 1)
-
-  def block_e(n, x, pool):
-    b3 = conv(f"{n}.branch3x3_1", x)
-    b3 = torch.cat([conv(f"{n}.branch3x3_2a", b3, padding=(0, 1)),
-                    conv(f"{n}.branch3x3_2b", b3, padding=(1, 0))], 1)
-    bd = conv(f"{n}.branch3x3dbl_2", conv(f"{n}.branch3x3dbl_1", x),
-              padding=1)
-    bd = torch.cat([conv(f"{n}.branch3x3dbl_3a", bd, padding=(0, 1)),
-                    conv(f"{n}.branch3x3dbl_3b", bd, padding=(1, 0))], 1)
-    pooled = F.max_pool2d(x, 3, 1, 1) if pool == "max" else avg(x)
-    return torch.cat([conv(f"{n}.branch1x1", x), b3, bd,
-                      conv(f"{n}.branch_pool", pooled)], 1)
-
-  x = F.interpolate(x, size=(resize_to, resize_to), mode="bilinear",
-                    align_corners=False)
-  x = conv("Conv2d_1a_3x3", x, stride=2)
-  x = conv("Conv2d_2a_3x3", x)
-  x = F.max_pool2d(conv("Conv2d_2b_3x3", x, padding=1), 3, 2)
-  x = conv("Conv2d_4a_3x3", conv("Conv2d_3b_1x1", x))
-  x = F.max_pool2d(x, 3, 2)
-  for n in ("Mixed_5b", "Mixed_5c", "Mixed_5d"):
-    x = block_a(n, x)
-  x = block_b("Mixed_6a", x)
-  for n in ("Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"):
-    x = block_c(n, x)
-  x = block_e("Mixed_7b", block_d("Mixed_7a", x), "avg")
-  x = block_e("Mixed_7c", x, "max")
-  features = x.mean(dim=(2, 3))
-  return features, F.linear(features, state["fc.weight"], state["fc.bias"])
+  pth, npz = str(tmp_path / "w.pth"), str(tmp_path / "w.npz")
+  torch.save(reference.torch_state_dict(params), pth)
+  _assert_trees_equal(inception.load_params(pth), params)
+  assert inception.main(["--convert", pth, npz]) == 0
+  _assert_trees_equal(inception.load_params(npz), params)
 
 
 def test_network_equals_pytorch_ops(params):
-  torch = _torch()
-  # 24×24 up to 75×75, the smallest input: the odd grid sizes make every
-  # pool's border matter (the 3×3 grid after Mixed_6a is all border). One
-  # input shape in all these tests: one compilation.
-  images = np.random.default_rng(8).uniform(-1, 1, (2, 24, 24, 3))
-  ours = inception.inception_features(params, images, batch=2, resize_to=75)
-  with torch.no_grad():
-    theirs = _torch_network(
-        _state_dict(params),
-        torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32)), 75)
-  for got, want in zip(ours, theirs):
-    want = want.numpy()
-    np.testing.assert_allclose(got, want, rtol=2e-3,
-                               atol=2e-3 * np.abs(want).max())
+  _torch()
+  theirs = reference.torch_network_outputs(
+      reference.torch_state_dict(params), reference.network_images())
+  for got, want in zip(_our_network(params), theirs):
+    _assert_close(got, want)
 
 
 def test_inception_e2_block_equals_pytorch_ops(params):
-  """Mixed_7c alone, at 3×3 (all border), where its max pool and the other
-  blocks' average pools differ most."""
-  torch = _torch()
-  full = params
-  block = {"params": full["Mixed_7c"]}
-  x = np.random.default_rng(9).normal(size=(2, 3, 3, 2048)).astype(np.float32)
-  ours = np.asarray(inception.FIDInceptionE("max").apply(block, jnp.asarray(x)))
-  state = {k[len("Mixed_7c."):]: v for k, v in _state_dict(full).items()
-           if k.startswith("Mixed_7c.")}
-  F = torch.nn.functional
-
-  def conv(name, x, padding=0):
-    x = F.conv2d(x, state[f"{name}.conv.weight"], padding=padding)
-    return F.relu(F.batch_norm(
-        x, state[f"{name}.bn.running_mean"], state[f"{name}.bn.running_var"],
-        state[f"{name}.bn.weight"], state[f"{name}.bn.bias"], False,
-        eps=0.001))
-
-  t = torch.from_numpy(x.transpose(0, 3, 1, 2))
-  with torch.no_grad():
-    b3 = conv("branch3x3_1", t)
-    bd = conv("branch3x3dbl_2", conv("branch3x3dbl_1", t), 1)
-    want = torch.cat([
-        conv("branch1x1", t),
-        conv("branch3x3_2a", b3, (0, 1)), conv("branch3x3_2b", b3, (1, 0)),
-        conv("branch3x3dbl_3a", bd, (0, 1)),
-        conv("branch3x3dbl_3b", bd, (1, 0)),
-        conv("branch_pool", F.max_pool2d(t, 3, 1, 1))], 1)
-  want = want.numpy().transpose(0, 2, 3, 1)
-  np.testing.assert_allclose(ours, want, rtol=1e-4,
-                             atol=1e-4 * np.abs(want).max())
+  _torch()
+  x = reference.e2_input()
+  _assert_close(_our_e2(params, x), reference.torch_e2_block(
+      reference.torch_state_dict(params), x))
 
 
 def test_resize_equals_torch_interpolate():
-  torch = _torch()
-  rng = np.random.default_rng(10)
-  for size_in, size_out in ((32, 75), (120, 75), (299, 299)):
-    x = rng.uniform(-1, 1, (1, size_in, size_in, 3)).astype(np.float32)
-    ours = np.asarray(inception.resize_bilinear(jnp.asarray(x), size_out))
-    want = torch.nn.functional.interpolate(
-        torch.from_numpy(x.transpose(0, 3, 1, 2)), size=(size_out, size_out),
-        mode="bilinear", align_corners=False).numpy().transpose(0, 2, 3, 1)
-    np.testing.assert_allclose(ours, want, atol=1e-5)
+  _torch()
+  for (_, size_out), x in zip(reference.RESIZE_CASES,
+                              reference.resize_inputs()):
+    ours = np.asarray(_resize(jnp.asarray(x), size_out))
+    np.testing.assert_allclose(ours, reference.torch_resize(x, size_out),
+                               atol=1e-5)
 
 
 # The per-round hook ----------------------------------------------------------
