@@ -21,6 +21,8 @@ multiple of it) for a cascade of 4 critics (eq. 8), or
 """
 import ml_collections
 
+from introjax import config_parts
+
 
 def get_config(variant=""):
   c = ml_collections.ConfigDict()
@@ -88,14 +90,7 @@ def get_config(variant=""):
   c.log.num_samples = 16         # negatives shown in each round's PNG
   c.log.swd = True               # sliced Wasserstein distance to real patches
 
-  # FID and Inception score of each round's negatives against as many real
-  # crops: off until this names pytorch-fid's pt_inception-2015-12-05-
-  # 6726825d.pth or an .npz converted from it (README: "Inception score
-  # and FID"). Nothing is downloaded.
-  c.eval = ml_collections.ConfigDict()
-  c.eval.inception_weights = ""
-  c.eval.inception_splits = 10   # Inception score parts (≤ the negatives)
-  c.eval.inception_batch = 50    # images per Inception forward pass
+  # FID / Inception score settings (eval.inception_*): config_parts.
 
   if variant == "paper":
     c.rounds = 100               # the authors' iterations per cascade
@@ -127,4 +122,4 @@ def get_config(variant=""):
   elif variant:
     raise ValueError(f"Unknown variant {variant!r} of winn_texture.py; use "
                      "'paper', 'tiny' or none.")
-  return c
+  return config_parts.complete(c)

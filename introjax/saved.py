@@ -6,14 +6,7 @@ import ml_collections
 from introjax import checkpoint as ckpt_lib
 from introjax import parallel
 from introjax.errors import UserError
-from introjax.training.igm import TextureIGM
-from introjax.training.images import ImageIGM, ImageWINN
-from introjax.training.winn import TextureWINN
-
-# The texture trainers whose saved cascades can be restored, by
-# config.trainer.
-TEXTURE_MODELS = {"igm": TextureIGM, "winn": TextureWINN,
-                  "igm_images": ImageIGM, "winn_images": ImageWINN}
+from introjax.members import sampling_members
 
 
 def load_model(workdir, round_index=None):
@@ -32,11 +25,12 @@ def load_model(workdir, round_index=None):
           f"it holds rounds {checkpoints.all_rounds()}.")
     meta = checkpoints.restore_meta(round_index)
     config = ml_collections.ConfigDict(meta["config"])
-    if config.trainer not in TEXTURE_MODELS:
+    models = sampling_members()
+    if config.trainer not in models:
       raise UserError(
           f"{workdir} holds a {config.trainer!r} model; textures are drawn "
-          f"from {' or '.join(TEXTURE_MODELS)} workdirs only.")
-    model = TEXTURE_MODELS[config.trainer](config, parallel.make_mesh())
+          f"from {' or '.join(models)} workdirs only.")
+    model = models[config.trainer](config, parallel.make_mesh())
     items = checkpoints.restore(
         round_index, model.restore_targets(meta, only_critics=True))
   finally:

@@ -28,6 +28,7 @@ from absl import logging
 import jax
 
 from introjax import checkpoint as ckpt_lib
+from introjax import workdir_lock
 from introjax.errors import WorkdirError
 from introjax.metrics import MetricWriter
 
@@ -73,9 +74,15 @@ def run_rounds(trainer, config, workdir):
 
   With `config.profile_round` = N > 0 (configs without the field: off), round
   N (training, checkpoint and samples) is traced into <workdir>/profile. Round
-  1 includes compilation, so a later round shows the steady state.
+  1 includes compilation, so a later round shows the steady state. One run
+  at a time holds the workdir (workdir_lock.py).
   """
   prepare_workdir(workdir)
+  with workdir_lock.hold(workdir):
+    return _run_rounds(trainer, config, workdir)
+
+
+def _run_rounds(trainer, config, workdir):
   profile_round = config.get("profile_round", 0)
   config_dict = json.loads(config.to_json())
   checkpoints = ckpt_lib.Checkpointer(workdir)
