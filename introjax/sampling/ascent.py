@@ -12,7 +12,9 @@ from typing import Callable, NamedTuple, Optional
 from flax import struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from introjax import parallel
 from introjax.errors import ConfigError
 from introjax.sampling import steps as steps_lib
 
@@ -71,6 +73,26 @@ class AscentStats(NamedTuple):
   first_logit: jax.Array    # (B,) mean patch logit at the start
   last_logit: jax.Array     # (B,) mean patch logit when last evaluated
   nonfinite: jax.Array      # () some logit or gradient was NaN/Inf
+
+
+def summarize(stats, thresholds=None):
+  """A synthesis call's numbers as host values, in one transfer: steps
+  (mean, max), how many stopped early of how many, the mean logit at the
+  start and the end, whether anything was non-finite, and the per-sample
+  thresholds' range where a rule had them."""
+  stats, thresholds = parallel.to_host((stats, thresholds))
+  metrics = dict(
+      synthesis_steps_mean=float(np.mean(stats.steps)),
+      synthesis_steps_max=int(np.max(stats.steps)),
+      synthesis_stopped_early=int(np.sum(stats.stopped)),
+      synthesis_samples=int(stats.stopped.size),
+      synthesis_logit_start=float(np.mean(stats.first_logit)),
+      synthesis_logit_end=float(np.mean(stats.last_logit)),
+      synthesis_nonfinite=bool(stats.nonfinite))
+  if thresholds is not None:
+    metrics.update(synthesis_threshold_min=float(np.min(thresholds)),
+                   synthesis_threshold_max=float(np.max(thresholds)))
+  return metrics
 
 
 # score_and_grad(x, key) -> (patch_logits (B, P), ascent direction like x)

@@ -3,7 +3,8 @@ complete checkpoint, run rounds, checkpoint after each, log metrics and
 progress, write sample images.
 
 A trainer provides:
-  structural_keys                  config fields its checkpoints depend on
+  state_keys                       config fields (beyond model.* and data.*)
+                                   its checkpoints' arrays depend on
   init_state()                     the state before round 1
   checkpoint_items(state)          name -> pytree of arrays to save
   restore_targets(meta)            the same names -> abstract pytrees
@@ -93,8 +94,10 @@ def _run_rounds(trainer, config, workdir):
       state, start = trainer.init_state(), 1
     else:
       meta = checkpoints.restore_meta(latest)
-      ckpt_lib.check_compatible(meta["config"], config_dict,
-                                trainer.structural_keys, checkpoints.directory)
+      ckpt_lib.check_compatible(
+          meta["config"], config_dict,
+          ckpt_lib.structural_keys(config, trainer.state_keys),
+          checkpoints.directory)
       state = trainer.from_items(
           checkpoints.restore(latest, trainer.restore_targets(meta)))
       start = latest + 1

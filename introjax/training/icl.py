@@ -60,17 +60,17 @@ from introjax.objectives import wasserstein
 from introjax.sampling import p0 as p0_lib
 from introjax.sampling import scores
 from introjax.sampling import stopping
-from introjax.sampling.ascent import AscentSettings, ascend
+from introjax.sampling.ascent import AscentSettings, ascend, summarize
 from introjax.training import fit
 from introjax.training import harness
 
 VARIANTS = ("baseline", "icl_noise", "icl", "winn")
 
-STRUCTURAL_KEYS = (
-    "trainer", "model.name", "model.features", "model.kernel_size",
-    "data.source", "data.name", "data.num_classes", "icl.mode",
-    "icl.variants", "icl.positive_class", "icl.negatives_per_class",
-    "icl.pool_rounds", "train.weight_decay", "train.optimizer")
+# Beyond model.* and data.* (checkpoint.structural_keys): what sizes the
+# pools and the optimiser state, and which variants the state holds.
+STATE_KEYS = ("icl.mode", "icl.variants", "icl.positive_class",
+              "icl.negatives_per_class", "icl.pool_rounds",
+              "train.weight_decay", "train.optimizer")
 
 
 @struct.dataclass
@@ -252,16 +252,12 @@ class IntrospectiveClassifier:
     return data
 
   def _sample_batch(self, train_data, pool, key):
-    """A batch drawn uniformly from data ∪ pool (fixed shapes whatever the
-    pool holds): (images in [-1, 1], labels, is_negative)."""
+    """A batch drawn uniformly from data ∪ pool (data/pool.py): (images in
+    [-1, 1], labels, is_negative)."""
     train_images, train_labels = train_data
-    n, size = self.num_train, self.config.train.batch_size
-    filled = (pool.rounds >= 0).sum()
     k_index, k_augment = jax.random.split(key)
-    index = jax.random.randint(k_index, (size,), 0, n + filled)
-    is_negative = index >= n
-    data_index = jnp.minimum(index, n - 1)
-    slot = jnp.clip(index - n, 0, self.capacity - 1)
+    data_index, slot, is_negative = pool_lib.draw_data_or_pool(
+        pool, k_index, self.config.train.batch_size, self.num_train)
     data = self._data(train_images, data_index, k_augment)
     images = jnp.where(is_negative[:, None, None, None],
                        pool.images[slot].astype(data.dtype), data)
@@ -273,24 +269,19 @@ class IntrospectiveClassifier:
   def _winn_batch(self, train_data, pool, key):
     """B data images drawn as `_sample_batch` draws them from an empty pool
     (so the baseline sees the same ones), each paired with a pseudo-negative
-    made for its class in a uniformly drawn past round: (positives, labels,
-    negatives, whether the pool has any)."""
+    made for its class (data/pool.py's class-paired draw): (positives,
+    labels, negatives, whether the pool has any)."""
     train_images, train_labels = train_data
     n, size = self.num_train, self.config.train.batch_size
     k_index, k_augment = jax.random.split(key)
     index = jax.random.randint(k_index, (size,), 0, n)
     positives = self._data(train_images, index, k_augment)
     labels = train_labels[index]
-    # Rounds write class-major blocks of per_round slots from slot 0 on, so
-    # the filled slots are the first `blocks` blocks.
-    blocks = (pool.rounds >= 0).sum() // self.per_round
-    k_block, k_member = jax.random.split(jax.random.fold_in(key, 1))
-    block = jax.random.randint(k_block, (size,), 0, jnp.maximum(blocks, 1))
-    member = jax.random.randint(k_member, (size,), 0, self.l)
-    slot = block * self.per_round + labels * self.l + member
+    slot, any_negatives = pool_lib.draw_class_paired(
+        pool, jax.random.fold_in(key, 1), labels, self.per_round, self.l)
     negatives = pool.images[slot].astype(positives.dtype)
     constrain = lambda x: jax.lax.with_sharding_constraint(x, self._batch)
-    return constrain(positives), labels, constrain(negatives), blocks > 0
+    return constrain(positives), labels, constrain(negatives), any_negatives
 
   def _train_fn(self, params, opt_state, pool, train_data, key, num_steps,
                 decay_step, winn=False):
@@ -401,7 +392,7 @@ class IntrospectiveClassifier:
 
   # Harness hooks -------------------------------------------------------------
 
-  structural_keys = STRUCTURAL_KEYS
+  state_keys = STATE_KEYS
 
   def checkpoint_items(self, state):
     return {"variants": {name: {"params": s.params,
@@ -484,10 +475,8 @@ class IntrospectiveClassifier:
         negatives, stats, thresholds = self._winn_negatives(
             s.params, k_syn, self.images, self.class_index, self.class_counts)
         m.update(_synthesis_metrics(stats, name, round_index,
-                                    self.winn_settings.learning_rate))
-        thresholds = parallel.to_host(thresholds)
-        m.update(synthesis_threshold_min=float(thresholds.min()),
-                 synthesis_threshold_max=float(thresholds.max()))
+                                    self.winn_settings.learning_rate,
+                                    thresholds))
         pool = self._add(pool, negatives, round_index)
       elif name != "baseline" and round_index > 1:
         negatives, stats = self._negatives(s.params, k_syn, name == "icl")
@@ -527,20 +516,16 @@ def _check_variants(variants):
   return variants
 
 
-def _synthesis_metrics(stats, name, round_index, learning_rate):
-  stats = parallel.to_host(stats)
-  if stats.nonfinite:
+def _synthesis_metrics(stats, name, round_index, learning_rate,
+                       thresholds=None):
+  metrics = summarize(stats, thresholds)
+  if metrics.pop("synthesis_nonfinite"):
     raise NonFiniteError(
         f"NaN or Inf in the logits or input gradients while synthesising "
         f"{name}'s pseudo-negatives in round {round_index}; lower "
         f"synthesis.learning_rate (now {learning_rate}) and resume: the last "
         "checkpoint is intact.")
-  return dict(synthesis_steps_mean=float(np.mean(stats.steps)),
-              synthesis_steps_max=int(np.max(stats.steps)),
-              synthesis_stopped_early=int(np.sum(stats.stopped)),
-              synthesis_samples=int(stats.stopped.size),
-              synthesis_logit_start=float(np.mean(stats.first_logit)),
-              synthesis_logit_end=float(np.mean(stats.last_logit)))
+  return metrics
 
 
 def results_markdown(config, dataset_name, errors, table_text):

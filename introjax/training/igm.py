@@ -36,7 +36,6 @@ from absl import logging
 from flax import struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from introjax import generation
 from introjax import objectives
@@ -54,18 +53,9 @@ from introjax.sampling import anysize
 from introjax.sampling import p0 as p0_lib
 from introjax.sampling import scores
 from introjax.sampling import stopping
-from introjax.sampling.ascent import AscentSettings, ascend
+from introjax.sampling.ascent import AscentSettings, ascend, summarize
 from introjax.training import fit
 from introjax.training import harness
-
-# Config fields a checkpoint's arrays depend on: resuming with other values
-# is refused (other fields, such as `rounds`, may change between runs).
-STRUCTURAL_KEYS = (
-    "trainer", "model.name", "model.features", "model.kernel_size",
-    "model.norm", "data.texture", "data.image_path", "data.image_size",
-    "data.pad", "data.channels", "igm.single", "igm.patch_size",
-    "igm.negatives_per_round", "igm.pool_rounds")
-
 
 @struct.dataclass
 class TextureState:
@@ -100,7 +90,19 @@ class TextureTrainer:
   (training/images.py) override where positives come from."""
 
   section = ""
-  structural_keys = ()
+  # Beyond model.* and data.* (checkpoint.structural_keys): the member
+  # section's fields that size its negatives and pool, and the optimiser.
+  _SHAPE_FIELDS = ("patch_size", "negative_size", "negatives_per_round",
+                   "pool_rounds")
+
+  @property
+  def state_keys(self):
+    return tuple(f"{self.section}.{k}" for k in self._SHAPE_FIELDS) + (
+        "train.optimizer",) + self.member_state_keys()
+
+  def member_state_keys(self):
+    """What only this member's checkpoints depend on."""
+    return ()
 
   def __init__(self, config, mesh):
     self.config = config
@@ -530,8 +532,8 @@ class TextureTrainer:
     # A new entry, or the critic still in training replaces its last copy.
     cascade = self._put_critic(state.cascade, critic,
                                jnp.int32(self.critic_index(t)))
-    metrics = {**train_metrics, **_synthesis_metrics(
-        stats, self.settings.max_steps, thresholds)}
+    metrics = {**train_metrics, **summarize(stats, thresholds),
+               "synthesis_step_cap": self.settings.max_steps}
     if metrics.pop("synthesis_nonfinite"):
       raise NonFiniteError(
           f"NaN or Inf in the logits or input gradients during synthesis in "
@@ -554,7 +556,9 @@ class TextureIGM(TextureTrainer):
   from fresh noise)."""
 
   section = "igm"
-  structural_keys = STRUCTURAL_KEYS
+
+  def member_state_keys(self):
+    return ("igm.single",)
 
   def rounds_per_critic(self):
     return None if self.config.igm.single else 1
@@ -581,24 +585,6 @@ def _train_metrics(train_metrics):
   finite = bool(train_metrics.pop("train_finite"))
   metrics.update({k: float(v) for k, v in train_metrics.items()})
   metrics["train_finite"] = finite
-  return metrics
-
-
-def _synthesis_metrics(stats, max_steps, thresholds=None):
-  """The synthesis step's numbers as host values (one transfer)."""
-  stats, thresholds = parallel.to_host((stats, thresholds))
-  metrics = dict(
-      synthesis_steps_mean=float(np.mean(stats.steps)),
-      synthesis_steps_max=int(np.max(stats.steps)),
-      synthesis_stopped_early=int(np.sum(stats.stopped)),
-      synthesis_samples=int(stats.stopped.size),
-      synthesis_logit_start=float(np.mean(stats.first_logit)),
-      synthesis_logit_end=float(np.mean(stats.last_logit)),
-      synthesis_nonfinite=bool(stats.nonfinite),
-      synthesis_step_cap=max_steps)
-  if thresholds is not None:
-    metrics.update(synthesis_threshold_min=float(np.min(thresholds)),
-                   synthesis_threshold_max=float(np.max(thresholds)))
   return metrics
 
 

@@ -31,19 +31,6 @@ from introjax.sampling import anysize
 from introjax.training import igm
 from introjax.training import winn
 
-# Config fields a checkpoint's arrays depend on: resuming with other values
-# is refused. (`data.max_images` and `data.flip` change only which
-# positives are drawn, not any saved array.)
-_DATA_KEYS = ("trainer", "model.name", "model.features", "model.kernel_size",
-              "model.convs_per_stage", "model.norm", "data.source",
-              "data.name", "data.crop", "data.image_size", "data.channels",
-              "train.optimizer")
-IGM_STRUCTURAL_KEYS = _DATA_KEYS + (
-    "igm.single", "igm.negatives_per_round", "igm.pool_rounds")
-WINN_STRUCTURAL_KEYS = _DATA_KEYS + (
-    "winn.cascade", "winn.negatives_per_round", "winn.pool_rounds")
-
-
 class ImagePositives:
   """Whole dataset images as the positives of a texture member (mix in
   before it): overrides only where positives come from."""
@@ -88,18 +75,11 @@ class ImagePositives:
 
 class ImageIGM(ImagePositives, igm.TextureIGM):
   """IGM (a critic per round) or IGM-single on a dataset of images."""
-  structural_keys = IGM_STRUCTURAL_KEYS
 
 
 class ImageWINN(ImagePositives, winn.TextureWINN):
   """WINN-single or WINN with `winn.cascade` critics on a dataset of
   images."""
-
-  @property
-  def structural_keys(self):
-    # Where each cascade ends depends on `rounds` once there are several.
-    extra = ("rounds",) if self.config.winn.cascade > 1 else ()
-    return WINN_STRUCTURAL_KEYS + extra
 
 
 def train_igm(config, workdir):
