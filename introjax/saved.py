@@ -7,10 +7,17 @@ from introjax import checkpoint as ckpt_lib
 from introjax import parallel
 from introjax.errors import UserError
 from introjax.members import sampling_members
+from introjax.sampling import stopping
 
 
-def load_model(workdir, round_index=None):
-  """(texture model, cascade, round) from the checkpoints in `workdir`."""
+def load_model(workdir, round_index=None, with_data=False):
+  """(texture model, cascade, round) from the checkpoints in `workdir`.
+
+  The model is built from the checkpoint alone (its config and the
+  positives' shapes), without reading the training data, unless
+  `with_data` asks for the positives or the member's stop rule draws its
+  thresholds from them (WINN's); checkpoints written before the shapes were
+  saved read the data too."""
   checkpoints = ckpt_lib.Checkpointer(workdir)
   try:
     latest = checkpoints.latest_round()
@@ -30,7 +37,11 @@ def load_model(workdir, round_index=None):
       raise UserError(
           f"{workdir} holds a {config.trainer!r} model; textures are drawn "
           f"from {' or '.join(models)} workdirs only.")
-    model = models[config.trainer](config, parallel.make_mesh())
+    needs_data = with_data or "shapes" not in meta or getattr(
+        stopping.build_stop_rule(config.synthesis), "needs_positives", False)
+    model = models[config.trainer](
+        config, parallel.make_mesh(),
+        shapes=None if needs_data else meta["shapes"])
     items = checkpoints.restore(
         round_index, model.restore_targets(meta, only_critics=True))
   finally:

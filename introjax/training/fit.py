@@ -52,7 +52,8 @@ def fit(step_loss, tx, params, opt_state, key, max_steps, loss_target=None):
   steps, params, opt_state, smoothed, sums = jax.lax.while_loop(
       cond, body, (jnp.int32(0), params, opt_state, smoothed0, zeros))
   mean = jax.tree.map(lambda s: s / jnp.maximum(steps, 1), sums)
-  finite = jnp.isfinite(smoothed["loss"]) & jnp.stack(
+  # No step run (max_steps = 0): no loss to be non-finite.
+  finite = ((steps == 0) | jnp.isfinite(smoothed["loss"])) & jnp.stack(
       [jnp.isfinite(p).all() for p in jax.tree.leaves(params)]).all()
   return params, opt_state, {"steps": steps, "smoothed": smoothed,
                              "mean": mean, "finite": finite}

@@ -104,13 +104,27 @@ class TextureTrainer:
     """What only this member's checkpoints depend on."""
     return ()
 
-  def __init__(self, config, mesh):
+  # What generation needs of the positives' shapes, saved with every
+  # checkpoint so a saved model samples without reading its data.
+  SHAPES = ("canvas_shape", "canvas_pad", "patch", "negative_shape",
+            "negative_pad", "patches_per_image")
+
+  def __init__(self, config, mesh, shapes=None):
+    """`shapes` (a checkpoint's `shapes` meta): build the model for
+    generation alone, without reading the data (`positive` is None)."""
     self.config = config
     self.mesh = mesh
     self.sec = config[self.section]
     self._batch = parallel.batch_sharding(mesh)
     self._replicated = parallel.replicated(mesh)
-    self._load_positives()
+    if shapes is None:
+      self._load_positives()
+    else:
+      for name in self.SHAPES:
+        value = shapes[name]
+        setattr(self, name, tuple(value) if isinstance(value, list)
+                else value)
+      self.positive = None
     self.critic = critics.build_critic(config.model, config.dtype)
     self.logits = critics.critic_logits(self.critic)
     self.critic_loss = objectives.build_loss(
@@ -473,7 +487,8 @@ class TextureTrainer:
   # Harness hooks -------------------------------------------------------------
 
   def checkpoint_meta(self, state):
-    return {"cascade_capacity": state.cascade.capacity}
+    return {"cascade_capacity": state.cascade.capacity,
+            "shapes": {name: getattr(self, name) for name in self.SHAPES}}
 
   def checkpoint_items(self, state):
     """The cascade apart from the rest, so sampling restores only it."""

@@ -35,14 +35,14 @@ class TextureWINN(igm.TextureTrainer):
 
   section = "winn"
 
-  def __init__(self, config, mesh):
+  def __init__(self, config, mesh, shapes=None):
     cascade, rounds = config.winn.cascade, config.rounds
     if cascade < 1 or rounds % cascade:
       raise ConfigError(
           f"winn.cascade={cascade} must be ≥ 1 and divide rounds={rounds}, "
           "as each critic of the cascade trains for rounds/cascade rounds; "
           "set rounds to a multiple of winn.cascade.")
-    super().__init__(config, mesh)
+    super().__init__(config, mesh, shapes)
 
   def member_state_keys(self):
     # Where each cascade ends depends on `rounds` once there are several.
