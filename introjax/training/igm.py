@@ -43,6 +43,7 @@ from introjax import optim
 from introjax import parallel
 from introjax.data import images as image_data
 from introjax.data import pool as pool_lib
+from introjax.data import positives as positives_lib
 from introjax.errors import ConfigError, ConfigMismatchError, NonFiniteError
 from introjax.eval import fid
 from introjax.eval.images import center_crop, save_grid
@@ -106,8 +107,7 @@ class TextureTrainer:
 
   # What generation needs of the positives' shapes, saved with every
   # checkpoint so a saved model samples without reading its data.
-  SHAPES = ("canvas_shape", "canvas_pad", "patch", "negative_shape",
-            "negative_pad", "patches_per_image")
+  SHAPES = positives_lib.SHAPES
 
   def __init__(self, config, mesh, shapes=None):
     """`shapes` (a checkpoint's `shapes` meta): build the model for
@@ -118,13 +118,14 @@ class TextureTrainer:
     self._batch = parallel.batch_sharding(mesh)
     self._replicated = parallel.replicated(mesh)
     if shapes is None:
-      self._load_positives()
+      self.positives = self.positives_kind(config, self.section, mesh)
+      shapes = self.positives.shapes
     else:
-      for name in self.SHAPES:
-        value = shapes[name]
-        setattr(self, name, tuple(value) if isinstance(value, list)
-                else value)
-      self.positive = None
+      self.positives = None
+    for name in self.SHAPES:
+      value = shapes[name]
+      setattr(self, name, tuple(value) if isinstance(value, list) else value)
+    self.positive = None if self.positives is None else self.positives.array
     self.critic = critics.build_critic(config.model, config.dtype)
     self.logits = critics.critic_logits(self.critic)
     self.critic_loss = objectives.build_loss(
@@ -149,52 +150,28 @@ class TextureTrainer:
     self._generate = jax.jit(self._generate_fn, static_argnums=(3,))
 
   # Positives -----------------------------------------------------------------
-  # The one place that knows where positives come from: a member trained on
-  # a dataset of whole images (training/images.py) overrides these.
+  # Where positives come from is `positives_kind` (data/positives.py): a
+  # texture canvas here, a dataset of whole images in training/images.py.
 
-  def _load_positives(self):
-    """Reads the data and sets the shapes everything else is built from:
-    `positive` (on device), `canvas_shape` (one positive), `canvas_pad`,
-    `patch`, `negative_shape`, `negative_pad` and `patches_per_image`."""
-    data, sec = self.config.data, self.sec
-    self.image = image_data.load_image(
-        data.image_path or data.texture, size=data.image_size,
-        channels=data.channels or None, min_side=sec.patch_size)
-    canvas = image_data.texture_canvas(self.image, data.pad)
-    self.canvas_shape = canvas.shape
-    self.canvas_pad = data.pad
-    self.patch = sec.patch_size
-    side = sec.get("negative_size", 0)
-    # Negatives are whole texture canvases (IGM) or side×side images (WINN
-    # §5.1–5.2: patch-sized); only canvases carry the reflect padding.
-    self.negative_shape = ((side, side, canvas.shape[2]) if side
-                           else self.canvas_shape)
-    self.negative_pad = 0 if side else data.pad
-    self.patches_per_image = sec.get("patches_per_image", 1)
-    self.positive = jax.device_put(canvas[None], self._replicated)
+  positives_kind = positives_lib.TextureCanvas
 
   @property
   def size_field(self):
     """The config field that sets the critic's input size."""
-    return f"{self.section}.patch_size"
+    return self.positives_kind.size_field_of(self.section)
 
   def draw_positives(self, positive, key, num, size):
     """`num` random size×size positives (float32 in [-1, 1]) from
-    `positive` (`self.positive`, or its stand-in inside a compiled step):
-    crops of the texture canvas at uniform positions. Used by the
-    classification step, WINN's thresholds, SWD and FID."""
-    origins = anysize.random_origins(key, 1, num, self.canvas_shape[:2],
-                                     size)[0]
-    return anysize.crop(positive, jnp.zeros(num, jnp.int32), origins, size)
+    `positive` (`self.positive`, or its stand-in inside a compiled step).
+    Used by the classification step, WINN's thresholds, SWD and FID."""
+    return self.positives.draw(positive, key, num, size)
 
   def positive_patches(self, key, num, size):
     """`draw_positives` from this member's positives (outside jit)."""
     return self.draw_positives(self.positive, key, num, size)
 
   def describe_data(self):
-    source = self.config.data.image_path or self.config.data.texture
-    h, w, c = self.image.shape
-    return f"{source!r} ({h}×{w}, {c} channel{'' if c == 1 else 's'})"
+    return self.positives.describe()
 
   def _check(self, mesh):
     sec, train = self.sec, self.config.train
