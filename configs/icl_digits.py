@@ -15,14 +15,14 @@ Useful overrides: --config.icl.mode=one_vs_all (or binary, with
 """
 import ml_collections
 
+from introjax import config_parts
+
 
 def get_config(variant=""):
   c = ml_collections.ConfigDict()
   c.trainer = "icl"
   c.seed = 0                     # initial weights, batches, synthesis
   c.rounds = 10
-  # 0: off; N: a JAX profiler trace of round N in <workdir>/profile.
-  c.profile_round = 0
   c.dtype = "float32"
 
   c.data = ml_collections.ConfigDict()
@@ -119,4 +119,4 @@ def get_config(variant=""):
   elif variant:
     raise ValueError(f"Unknown variant {variant!r} of icl_digits.py; use "
                      "'tiny' or none.")
-  return c
+  return config_parts.complete(c)

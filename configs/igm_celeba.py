@@ -25,13 +25,14 @@ checkpoints/, metrics.jsonl and samples/ as a WINN run.
 """
 import ml_collections
 
+from introjax import config_parts
+
 
 def get_config(variant=""):
   c = ml_collections.ConfigDict()
   c.trainer = "igm_images"
   c.seed = 0
   c.rounds = 10
-  c.profile_round = 0            # N: a JAX profiler trace of round N
   c.dtype = "float32"
 
   c.data = ml_collections.ConfigDict()
@@ -114,4 +115,4 @@ def get_config(variant=""):
   elif variant not in ("", "celeba", "paper"):
     raise ValueError(f"Unknown variant {variant!r} of igm_celeba.py; use "
                      "'celeba', 'paper', 'tiny' or none.")
-  return c
+  return config_parts.complete(c)

@@ -14,14 +14,14 @@ Any field can be overridden, e.g. --config.igm.single=True for IGM-single or
 """
 import ml_collections
 
+from introjax import config_parts
+
 
 def get_config(variant=""):
   c = ml_collections.ConfigDict()
   c.trainer = "igm"
   c.seed = 0
   c.rounds = 20
-  # 0: off; N: a JAX profiler trace of round N in <workdir>/profile.
-  c.profile_round = 0
   c.dtype = "float32"
 
   c.data = ml_collections.ConfigDict()
@@ -79,14 +79,7 @@ def get_config(variant=""):
   c.log = ml_collections.ConfigDict()
   c.log.num_samples = 8          # negatives shown in each round's PNG
 
-  # FID and Inception score of each round's negatives against as many real
-  # crops: off until this names pytorch-fid's pt_inception-2015-12-05-
-  # 6726825d.pth or an .npz converted from it (README: "Inception score
-  # and FID"). Nothing is downloaded.
-  c.eval = ml_collections.ConfigDict()
-  c.eval.inception_weights = ""
-  c.eval.inception_splits = 10   # Inception score parts (≤ the negatives)
-  c.eval.inception_batch = 50    # images per Inception forward pass
+  # FID / Inception score settings (eval.inception_*): config_parts.
 
   if variant == "paper":
     c.rounds = 70
@@ -118,4 +111,4 @@ def get_config(variant=""):
   elif variant:
     raise ValueError(f"Unknown variant {variant!r} of igm_texture.py; use "
                      "'paper', 'tiny' or none.")
-  return c
+  return config_parts.complete(c)

@@ -29,6 +29,7 @@ import os
 
 import ml_collections
 
+from introjax import config_parts
 from introjax import config_utils
 
 
@@ -37,7 +38,6 @@ def get_config(variant=""):
   c.trainer = "winn_images"
   c.seed = 0
   c.rounds = 10                  # Algorithm 1's iterations, over all cascades
-  c.profile_round = 0            # N: a JAX profiler trace of round N
   c.dtype = "float32"
 
   c.data = ml_collections.ConfigDict()
@@ -109,4 +109,4 @@ def get_config(variant=""):
   elif variant not in ("", "celeba", "paper"):
     raise ValueError(f"Unknown variant {variant!r} of winn_celeba.py; use "
                      "'celeba', 'paper', 'tiny' or none.")
-  return c
+  return config_parts.complete(c)

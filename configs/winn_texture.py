@@ -21,6 +21,8 @@ multiple of it) for a cascade of 4 critics (eq. 8), or
 """
 import ml_collections
 
+from introjax import config_parts
+
 
 def get_config(variant=""):
   c = ml_collections.ConfigDict()
@@ -60,6 +62,11 @@ def get_config(variant=""):
   c.train.learning_rate = 1e-4
   c.train.b1 = 0.0
   c.train.b2 = 0.9
+  # The released code multiplies the rate by 0.9 every 100 critic steps
+  # (the paper is silent): train.schedule="step" does that (`:paper`).
+  c.train.schedule = "constant"
+  c.train.decay_every = 100
+  c.train.decay_factor = 0.9
   c.train.batch_size = 32        # positives (and as many negatives) per step
   c.train.k = 3                  # passes per round (Algorithm 1's k)
   c.train.batches_per_pass = 5   # mini-batches per pass
@@ -88,14 +95,7 @@ def get_config(variant=""):
   c.log.num_samples = 16         # negatives shown in each round's PNG
   c.log.swd = True               # sliced Wasserstein distance to real patches
 
-  # FID and Inception score of each round's negatives against as many real
-  # crops: off until this names pytorch-fid's pt_inception-2015-12-05-
-  # 6726825d.pth or an .npz converted from it (README: "Inception score
-  # and FID"). Nothing is downloaded.
-  c.eval = ml_collections.ConfigDict()
-  c.eval.inception_weights = ""
-  c.eval.inception_splits = 10   # Inception score parts (≤ the negatives)
-  c.eval.inception_batch = 50    # images per Inception forward pass
+  # FID / Inception score settings (eval.inception_*): config_parts.
 
   if variant == "paper":
     c.rounds = 100               # the authors' iterations per cascade
@@ -106,6 +106,7 @@ def get_config(variant=""):
     c.winn.pool_rounds = 101
     c.train.batch_size = 50
     c.train.batches_per_pass = 100   # 5000 positives + 5000 negatives
+    c.train.schedule = "step"
     c.synthesis.max_steps = 2000
     c.generate.size = 256
     c.generate.patches = 200
@@ -127,4 +128,4 @@ def get_config(variant=""):
   elif variant:
     raise ValueError(f"Unknown variant {variant!r} of winn_texture.py; use "
                      "'paper', 'tiny' or none.")
-  return c
+  return config_parts.complete(c)

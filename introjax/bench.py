@@ -190,7 +190,8 @@ def _jax_inputs(spec):
 def _texture_climb(critic, steps):
   """`params, x0, key -> (x, stats)`: `steps` ascent steps through one
   texture critic."""
-  from introjax.sampling.ascent import ascend, logit_ascent
+  from introjax.sampling.ascent import ascend
+  from introjax.sampling.scores import logit_ascent
   from introjax.sampling.stopping import FixedSteps
   settings = _ascent_settings(LEARNING_RATE, steps)
 
@@ -211,19 +212,17 @@ def _jax_synthesis(spec):
 
 def _jax_cascade(spec):
   import jax
+  from introjax import generation
   critic, init = _jax_texture_critic(spec)
   cascade = jax.vmap(init)(jax.random.split(jax.random.PRNGKey(0),
                                             spec.critics))
   climb = _texture_climb(critic, spec.steps)
 
   def generate(cascade, x0, key):
-    # IGM's generation (`TextureTrainer._generate_fn`): x climbs each critic
-    # of the stacked cascade in turn.
-    def stage(x, inputs):
-      params, key = inputs
-      return climb(params, x, key)[0], None
-    keys = jax.random.split(key, spec.critics)
-    return jax.lax.scan(stage, x0, (cascade, keys))[0]
+    # IGM's generation: x climbs each critic of the stacked cascade in turn.
+    return generation.through_cascade(
+        cascade, spec.critics, x0, key,
+        lambda x, params, key: climb(params, x, key))[0]
 
   one_step = lambda params, x, key: _texture_climb(critic, 1)(params, x,
                                                               key)[0]
@@ -265,7 +264,8 @@ def _jax_class_synthesis(spec):
   import jax
   import ml_collections
   from introjax.models.heads import ClassifierHeads
-  from introjax.sampling.ascent import ascend, logit_ascent
+  from introjax.sampling.ascent import ascend
+  from introjax.sampling.scores import logit_ascent
   from introjax.sampling.stopping import FixedSteps
   model = ml_collections.ConfigDict(dict(name="icl_conv", kernel_size=5,
                                          features=spec.features))

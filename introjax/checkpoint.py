@@ -10,6 +10,7 @@ import os
 
 import orbax.checkpoint as ocp
 
+from introjax import config_utils
 from introjax.errors import ConfigMismatchError
 
 
@@ -51,6 +52,26 @@ class Checkpointer:
   def close(self):
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+# Data settings that say how many images are read, from where, and how they
+# are augmented, not what a saved array means: a run may resume with others.
+RESUMABLE_DATA = ("max_images", "max_train", "max_test", "data_dir",
+                  "npz_path", "flip", "augment", "seed", "split",
+                  "train_split", "test_split")
+
+
+def structural_keys(config, state_keys=()):
+  """The config fields a checkpoint's arrays depend on: the trainer, every
+  field of `model` and of `data` (but RESUMABLE_DATA), and the member's own
+  `state_keys` (what sizes its pool, negatives and optimiser state).
+  Resuming with another value of any of them is refused."""
+  keys = ["trainer"]
+  for section in ("model", "data"):
+    for key in config_utils.config_keys(config.get(section, {}), ""):
+      if not (section == "data" and key in RESUMABLE_DATA):
+        keys.append(f"{section}.{key}")
+  return tuple(keys) + tuple(state_keys)
 
 
 def check_compatible(saved, current, keys, directory):

@@ -54,7 +54,8 @@ def compare(workdirs, size, num, seed):
   k_sample, k_swd = jax.random.split(key)
   rows, samples, first = [], [], None
   for workdir in workdirs:
-    model, cascade, round_index = load_model(workdir)
+    # The first model's positives are the crops every set is scored against.
+    model, cascade, round_index = load_model(workdir, with_data=first is None)
     if first is None:
       first = model
     for field in _SAME_DATA:

@@ -27,10 +27,7 @@ from ml_collections import config_flags
 from introjax import cli
 from introjax import config_utils
 from introjax.errors import UserError
-from introjax.training import icl
-from introjax.training import igm
-from introjax.training import images
-from introjax.training import winn
+from introjax.members import MEMBERS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics "
                                "and sample images go.", required=True)
@@ -47,10 +44,6 @@ _NUM_PROCESSES = flags.DEFINE_integer(
 _PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "This process's index, 0 … num_processes - 1 "
     "(default: $JAX_PROCESS_ID).")
-
-TRAINERS = {"igm": igm.train_and_evaluate, "icl": icl.train_and_evaluate,
-            "winn": winn.train_and_evaluate,
-            "igm_images": images.train_igm, "winn_images": images.train_winn}
 
 
 def _env_int(name):
@@ -101,11 +94,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   config = _CONFIG.value
-  if config.trainer not in TRAINERS:
+  if config.trainer not in MEMBERS:
     raise UserError(f"Unknown trainer {config.trainer!r} in the config; the "
-                    f"known ones are {', '.join(TRAINERS)}.")
+                    f"known ones are {', '.join(MEMBERS)}.")
   _initialize_distributed()
-  TRAINERS[config.trainer](config, _WORKDIR.value)
+  MEMBERS[config.trainer].train(config, _WORKDIR.value)
 
 
 def run(argv=None):

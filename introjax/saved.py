@@ -6,18 +6,18 @@ import ml_collections
 from introjax import checkpoint as ckpt_lib
 from introjax import parallel
 from introjax.errors import UserError
-from introjax.training.igm import TextureIGM
-from introjax.training.images import ImageIGM, ImageWINN
-from introjax.training.winn import TextureWINN
-
-# The texture trainers whose saved cascades can be restored, by
-# config.trainer.
-TEXTURE_MODELS = {"igm": TextureIGM, "winn": TextureWINN,
-                  "igm_images": ImageIGM, "winn_images": ImageWINN}
+from introjax.members import sampling_members
+from introjax.sampling import stopping
 
 
-def load_model(workdir, round_index=None):
-  """(texture model, cascade, round) from the checkpoints in `workdir`."""
+def load_model(workdir, round_index=None, with_data=False):
+  """(texture model, cascade, round) from the checkpoints in `workdir`.
+
+  The model is built from the checkpoint alone (its config and the
+  positives' shapes), without reading the training data, unless
+  `with_data` asks for the positives or the member's stop rule draws its
+  thresholds from them (WINN's); checkpoints written before the shapes were
+  saved read the data too."""
   checkpoints = ckpt_lib.Checkpointer(workdir)
   try:
     latest = checkpoints.latest_round()
@@ -32,11 +32,16 @@ def load_model(workdir, round_index=None):
           f"it holds rounds {checkpoints.all_rounds()}.")
     meta = checkpoints.restore_meta(round_index)
     config = ml_collections.ConfigDict(meta["config"])
-    if config.trainer not in TEXTURE_MODELS:
+    models = sampling_members()
+    if config.trainer not in models:
       raise UserError(
           f"{workdir} holds a {config.trainer!r} model; textures are drawn "
-          f"from {' or '.join(TEXTURE_MODELS)} workdirs only.")
-    model = TEXTURE_MODELS[config.trainer](config, parallel.make_mesh())
+          f"from {' or '.join(models)} workdirs only.")
+    needs_data = with_data or "shapes" not in meta or getattr(
+        stopping.build_stop_rule(config.synthesis), "needs_positives", False)
+    model = models[config.trainer](
+        config, parallel.make_mesh(),
+        shapes=None if needs_data else meta["shapes"])
     items = checkpoints.restore(
         round_index, model.restore_targets(meta, only_critics=True))
   finally:

@@ -115,3 +115,38 @@ def pool_sample(pool, key, n, current_round, recency_decay):
   # nothing to the cdf, so it is never the first to reach any u > 0.
   u = (1.0 - jax.random.uniform(key, (n,))) * cdf[-1]
   return jnp.searchsorted(cdf, u, side="left").astype(jnp.int32)
+
+
+# Draw policies: which pool slots (and data rows) a training batch takes.
+#   recency          pool_sample: slots weighted recency_decay**age (IGM,
+#                    WINN textures; 1.0: uniform)
+#   data ∪ pool      draw_data_or_pool: uniform over the data and the filled
+#                    slots together (ICL's reclassification batches)
+#   class-paired     draw_class_paired: for each labelled positive a slot
+#                    made for its class, in a uniformly drawn past round
+#                    (the WINN classifier; class-major pools)
+
+
+def draw_data_or_pool(pool, key, n, num_data):
+  """n draws uniform over num_data data rows ∪ the pool's filled slots
+  (fixed shapes whatever the pool holds): (data row, slot, is_negative);
+  a draw's unused index is clipped into range."""
+  filled = (pool.rounds >= 0).sum()
+  index = jax.random.randint(key, (n,), 0, num_data + filled)
+  is_negative = index >= num_data
+  data_index = jnp.minimum(index, num_data - 1)
+  slot = jnp.clip(index - num_data, 0, pool.images.shape[0] - 1)
+  return data_index, slot, is_negative
+
+
+def draw_class_paired(pool, key, labels, per_round, per_class):
+  """A slot per label, made for that class: rounds write class-major blocks
+  of `per_round` slots (`per_class` per class) from slot 0 on, so the
+  filled slots are the first `blocks` blocks. Returns (slots, whether the
+  pool holds any block)."""
+  n = labels.shape[0]
+  blocks = (pool.rounds >= 0).sum() // per_round
+  k_block, k_member = jax.random.split(key)
+  block = jax.random.randint(k_block, (n,), 0, jnp.maximum(blocks, 1))
+  member = jax.random.randint(k_member, (n,), 0, per_class)
+  return block * per_round + labels * per_class + member, blocks > 0

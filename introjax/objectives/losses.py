@@ -45,3 +45,52 @@ def one_vs_all_icl_loss(logits, labels, is_negative):
           (1 - targets) * jax.nn.softplus(logits)).sum(axis=1)
   neg = jax.nn.softplus(_own_logit(logits, labels))
   return jnp.where(is_negative, neg, data).mean()
+
+
+# Losses as parts: `loss(apply_fn, batch, key) -> (loss, aux)`, with
+# `fix` (what to change when it turns non-finite) and `culprit(metrics)`
+# (which term it was). aux entries are logged as train_<name>.
+
+
+class BCELoss:
+  """IGM §3.2.1: cross-entropy of positives against pseudo-negatives.
+  batch: {"x": positives then as many negatives}."""
+
+  fix = "lower train.learning_rate"
+
+  def __call__(self, critic_fn, batch, key):
+    del key
+    x = batch["x"]
+    logits = critic_fn(x)
+    half = x.shape[0] // 2
+    pos, neg = logits[:half], logits[half:]
+    return bce_loss(pos, neg), {"accuracy": binary_accuracy(pos, neg)}
+
+  def culprit(self, metrics):
+    del metrics
+    return "critic's loss or weights"
+
+
+class ICLLoss:
+  """ICL eq. 7/11 (softmax, binary) or §3.3 (one-vs-all) on a batch drawn
+  from data ∪ pool: {"x", "labels", "negative"} (a pseudo-negative's label
+  is the class it was made for). `class_logits(x) -> (B, K)`."""
+
+  fix = "lower train.learning_rate"
+
+  def __init__(self, mode):
+    self.mode = mode
+    self._loss = one_vs_all_icl_loss if mode == "one_vs_all" else (
+        softmax_icl_loss)
+
+  def __call__(self, class_logits, batch, key):
+    del key
+    labels, is_negative = batch["labels"], batch["negative"]
+    logits = class_logits(batch["x"])
+    correct = (logits.argmax(axis=1) == labels) & ~is_negative
+    accuracy = correct.sum() / jnp.maximum((~is_negative).sum(), 1)
+    return self._loss(logits, labels, is_negative), {"accuracy": accuracy}
+
+  def culprit(self, metrics):
+    del metrics
+    return "classifier's loss or weights"

@@ -12,6 +12,9 @@ so the gradient of the summed logits is each sample's own input gradient.
 The penalty is differentiated with respect to the critic's parameters, i.e.
 it needs gradients of gradients; `introjax.models.conv.conv2d` supports that.
 """
+import math
+
+from flax import struct
 import jax
 import jax.numpy as jnp
 
@@ -136,3 +139,49 @@ def winn_classifier_loss(logits_fn, pos, labels, neg, key, alpha,
   accuracy = jnp.mean(pos_logits.argmax(axis=1) == labels)
   return loss, {"cross_entropy": cross_entropy, "wasserstein": wasserstein,
                 "penalty": penalty, "accuracy": accuracy}
+
+
+@struct.dataclass
+class WassersteinGPLoss:
+  """WINN eq. 5 plus λ times the gradient penalty (Algorithm 1, λ = 10).
+  batch: {"x": positives then as many paired negatives}."""
+  gp_weight: float = struct.field(pytree_node=False, default=10.0)
+
+  fix = "lower train.learning_rate (or train.gp_weight)"
+
+  def __call__(self, critic_fn, batch, key):
+    x = batch["x"]
+    half = x.shape[0] // 2
+    return wgan_gp_loss(critic_fn, x[:half], x[half:], key, self.gp_weight)
+
+  def culprit(self, metrics):
+    # The loop stops at the first non-finite loss: a finite Wasserstein
+    # estimate at that step puts the blame on the penalty term.
+    if math.isfinite(metrics["train_wasserstein"]):
+      return "gradient penalty"
+    return "critic's Wasserstein estimate (its weights)"
+
+
+@struct.dataclass
+class WINNClassifierLoss:
+  """WINN §5.6 (`winn_classifier_loss`) on {"positives", "labels",
+  "negatives", "any_negatives"}: before the pool has negatives (round 1)
+  the α term is masked to 0 and its parts logged as 0."""
+  alpha: float = struct.field(pytree_node=False, default=0.01)
+  gp_weight: float = struct.field(pytree_node=False, default=10.0)
+
+  fix = "lower train.learning_rate"
+
+  def __call__(self, class_logits, batch, key):
+    any_negatives = batch["any_negatives"]
+    alpha = jnp.where(any_negatives, self.alpha, 0.0)
+    loss, aux = winn_classifier_loss(class_logits, batch["positives"],
+                                     batch["labels"], batch["negatives"], key,
+                                     alpha, self.gp_weight)
+    for name in ("wasserstein", "penalty"):   # not measured without negatives
+      aux[name] = jnp.where(any_negatives, aux[name], 0.0)
+    return loss, aux
+
+  def culprit(self, metrics):
+    del metrics
+    return "classifier's loss or weights"

@@ -1,9 +1,9 @@
 """Anysize canvases (IGM §3.4): a critic of p×p patches scores images of any
 size through random, overlapping patches.
 
-In synthesis each pixel moves by the average of the gradients of the
-patches that cover it (the sum of their gradients divided by how many cover
-it); pixels no patch covers this step do not move.
+This module holds the geometry (where patches are cut, how many a canvas
+gets); the score a sampler climbs over a canvas, each pixel moving by the
+average gradient of the patches covering it, is `scores.patch_average`.
 """
 import jax
 import jax.numpy as jnp
@@ -40,25 +40,6 @@ def extract_patches(canvases, origins, patch):
                                           o, patch))
   patches = per_canvas(canvases, origins)
   return patches.reshape((-1,) + patches.shape[2:])
-
-
-def patch_averaged_ascent(logits_fn, patch, patches_per_canvas):
-  """score_and_grad for canvases: fresh random patches at every step.
-
-  Returns patch logits (B, P) and the per-pixel average of the patch-logit
-  gradients, shaped like the canvases.
-  """
-  def score_and_grad(canvases, key):
-    b, h, w, _ = canvases.shape
-    origins = random_origins(key, b, patches_per_canvas, (h, w), patch)
-    crop = lambda c: extract_patches(c, origins, patch)
-    patches, crop_vjp = jax.vjp(crop, canvases)
-    logits, logits_vjp = jax.vjp(logits_fn, patches)
-    summed = crop_vjp(logits_vjp(jnp.ones_like(logits))[0])[0]
-    coverage = crop_vjp(jnp.ones_like(patches))[0][..., :1]
-    grad = summed / jnp.maximum(coverage, 1.0)
-    return logits.reshape(b, patches_per_canvas), grad
-  return score_and_grad
 
 
 def patches_for_canvas(train_patches, train_canvas, canvas):

@@ -3,15 +3,20 @@
 One `lax.while_loop` runs the ascent for every sample of the batch; a
 per-sample `running` mask freezes samples as their stopping rule fires, and
 the loop ends when none is running or at `max_steps`. Nothing leaves the
-device between steps.
+device between steps. The loop is written once: how a sample moves is a
+step rule of sampling/steps.py, when it stops a rule of
+sampling/stopping.py, what it climbs a score function (sampling/scores.py).
 """
 from typing import Callable, NamedTuple, Optional
 
 from flax import struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from introjax import parallel
 from introjax.errors import ConfigError
+from introjax.sampling import steps as steps_lib
 
 
 @struct.dataclass
@@ -40,9 +45,9 @@ class AscentSettings:
 
   @classmethod
   def from_config(cls, synthesis):
-    if synthesis.optimizer not in ("adam", "sgd", "langevin"):
+    if synthesis.optimizer not in steps_lib.STEPS:
       raise ConfigError(f"Unknown synthesis.optimizer={synthesis.optimizer!r};"
-                       " use 'adam', 'sgd' or 'langevin'.")
+                        f" use one of {', '.join(map(repr, steps_lib.STEPS))}.")
     # Both fields are optional so that configs written before Langevin
     # existed keep working unchanged.
     anneal = synthesis.get("anneal", 1.0)
@@ -70,12 +75,28 @@ class AscentStats(NamedTuple):
   nonfinite: jax.Array      # () some logit or gradient was NaN/Inf
 
 
+def summarize(stats, thresholds=None):
+  """A synthesis call's numbers as host values, in one transfer: steps
+  (mean, max), how many stopped early of how many, the mean logit at the
+  start and the end, whether anything was non-finite, and the per-sample
+  thresholds' range where a rule had them."""
+  stats, thresholds = parallel.to_host((stats, thresholds))
+  metrics = dict(
+      synthesis_steps_mean=float(np.mean(stats.steps)),
+      synthesis_steps_max=int(np.max(stats.steps)),
+      synthesis_stopped_early=int(np.sum(stats.stopped)),
+      synthesis_samples=int(stats.stopped.size),
+      synthesis_logit_start=float(np.mean(stats.first_logit)),
+      synthesis_logit_end=float(np.mean(stats.last_logit)),
+      synthesis_nonfinite=bool(stats.nonfinite))
+  if thresholds is not None:
+    metrics.update(synthesis_threshold_min=float(np.min(thresholds)),
+                   synthesis_threshold_max=float(np.max(thresholds)))
+  return metrics
+
+
 # score_and_grad(x, key) -> (patch_logits (B, P), ascent direction like x)
 ScoreAndGrad = Callable[[jax.Array, jax.Array], tuple]
-
-
-def _per_sample(mask, x):
-  return mask.reshape(mask.shape + (1,) * (x.ndim - 1))
 
 
 def ascend(score_and_grad: ScoreAndGrad, x0, key, rule,
@@ -83,18 +104,21 @@ def ascend(score_and_grad: ScoreAndGrad, x0, key, rule,
   """Climbs `score_and_grad` from x0 until each sample's `rule` fires.
 
   Each step evaluates the logits and ascent direction at the current x, lets
-  the rule retire samples, then moves only the samples still running.
-  Returns (x, AscentStats).
+  the rule retire samples, then moves only the samples still running by the
+  step rule `settings.optimizer` (sampling/steps.py), plus `noise_std`
+  noise, clipped. Returns (x, AscentStats).
   """
   batch = x0.shape[0]
   s = settings
+  step_rule = steps_lib.build(s)
 
   def cond(carry):
     step, running = carry[0], carry[2]
     return (step < s.max_steps) & running.any()
 
   def body(carry):
-    step, x, running, steps, m, v, rule_state, first, last, bad, key = carry
+    (step, x, running, steps, step_state, rule_state, first, last, bad,
+     key) = carry
     key, k_score, k_noise = jax.random.split(key, 3)
     logits, grad = score_and_grad(x, k_score)
     rule_state, done = rule.update(rule_state, logits, step)
@@ -104,28 +128,14 @@ def ascend(score_and_grad: ScoreAndGrad, x0, key, rule,
     bad = bad | ~(jnp.isfinite(logits).all() & jnp.isfinite(grad).all())
     running = running & ~done
     steps = steps + running
-    move = _per_sample(running, x)
-    if s.optimizer == "adam":
-      # Moments of a frozen sample stay frozen; bias correction uses the
-      # sample's own step count.
-      m = jnp.where(move, s.b1 * m + (1 - s.b1) * grad, m)
-      v = jnp.where(move, s.b2 * v + (1 - s.b2) * grad * grad, v)
-      t = jnp.maximum(_per_sample(steps, x), 1).astype(x.dtype)
-      update = s.learning_rate * (m / (1 - s.b1 ** t)) / (
-          jnp.sqrt(v / (1 - s.b2 ** t)) + s.eps)
-    elif s.optimizer == "langevin":
-      # A running sample is at its step-th update, so the loop counter is
-      # its own t.
-      step_size = s.learning_rate * jnp.asarray(s.anneal, x.dtype) ** step
-      update = step_size / 2 * grad
-      if s.langevin_noise:
-        # fold_in, not another split: the keys of the other optimizers (and
-        # so their noise_std draws) stay what they were.
-        eta = jax.random.normal(jax.random.fold_in(k_noise, 1), x.shape,
-                                x.dtype)
-        update = update + jnp.sqrt(step_size) * eta
-    else:
-      update = s.learning_rate * grad
+    move = steps_lib.per_sample(running, x)
+    ctx = steps_lib.StepContext(step=step, sample_steps=steps, key=k_noise,
+                                score_and_grad=score_and_grad)
+    update, new_state = step_rule.update(ctx, x, grad, step_state)
+    # A frozen sample's rule state (Adam's moments) stays frozen too.
+    step_state = jax.tree.map(
+        lambda new, old: jnp.where(steps_lib.per_sample(running, new), new,
+                                   old), new_state, step_state)
     if s.noise_std:
       update = update + s.noise_std * jax.random.normal(k_noise, x.shape,
                                                         x.dtype)
@@ -133,27 +143,13 @@ def ascend(score_and_grad: ScoreAndGrad, x0, key, rule,
     if s.clip is not None:
       new_x = jnp.clip(new_x, -s.clip, s.clip)
     x = jnp.where(move, new_x, x)
-    return (step + 1, x, running, steps, m, v, rule_state, first, last, bad,
-            key)
+    return (step + 1, x, running, steps, step_state, rule_state, first, last,
+            bad, key)
 
-  zeros = jnp.zeros_like(x0)
   carry = (jnp.int32(0), x0, jnp.ones(batch, bool), jnp.zeros(batch, jnp.int32),
-           zeros, zeros, rule.init(batch), jnp.zeros(batch), jnp.zeros(batch),
-           jnp.bool_(False), key)
+           step_rule.init(x0), rule.init(batch), jnp.zeros(batch),
+           jnp.zeros(batch), jnp.bool_(False), key)
   carry = jax.lax.while_loop(cond, body, carry)
-  _, x, running, steps, _, _, _, first, last, bad, _ = carry
+  _, x, running, steps, _, _, first, last, bad, _ = carry
   return x, AscentStats(steps=steps, stopped=~running, first_logit=first,
                         last_logit=last, nonfinite=bad)
-
-
-def logit_ascent(logits_fn):
-  """score_and_grad for whole images: each sample climbs its own logit.
-
-  `logits_fn(x) -> (B,)`; per-sample normalisation makes the gradient of the
-  sum equal each sample's own gradient.
-  """
-  def score_and_grad(x, key):
-    del key
-    logits, vjp = jax.vjp(logits_fn, x)
-    return logits[:, None], vjp(jnp.ones_like(logits))[0]
-  return score_and_grad

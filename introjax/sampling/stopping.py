@@ -73,18 +73,58 @@ class FixedSteps:
     return state, jnp.zeros(patch_logits.shape[:1], bool)
 
 
+@struct.dataclass
+class ThresholdsFromPositives:
+  """WINN §4.1 ("winn"): each sample stops once its mean logit exceeds its
+  own threshold ~ U[min, max] of the critic's logits on `num_positives`
+  positives. Its thresholds need the current critic and positives, so a
+  member binds it inside its compiled step: draws `num_positives` positives
+  (each scored like a sample: P patches, averaged) and calls `bind`."""
+  num_positives: int = struct.field(pytree_node=False, default=100)
+
+  needs_positives = True
+
+  def bind(self, key, positive_logits, batch_size):
+    """The `PerSampleThreshold` rule for `batch_size` samples."""
+    return PerSampleThreshold(winn_thresholds(key, positive_logits,
+                                              batch_size))
+
+
+STOP_RULES = ("windowed", "logit", "fixed", "winn")
+
+
 def build_stop_rule(synthesis):
-  """The rule named by `config.synthesis.stop`; both probability rules read
-  `synthesis.stop_probability` (0.5: the decision boundary)."""
-  p = synthesis.stop_probability
+  """The rule named by `config.synthesis.stop`: both probability rules read
+  `synthesis.stop_probability` (0.5: the decision boundary), "winn" reads
+  `synthesis.threshold_positives`."""
   if synthesis.stop == "windowed":
-    return WindowedProbability(window=synthesis.window, threshold=p)
+    return WindowedProbability(window=synthesis.window,
+                               threshold=synthesis.stop_probability)
   if synthesis.stop == "logit":
+    p = synthesis.stop_probability
     return LogitAbove(threshold=math.log(p / (1 - p)))
   if synthesis.stop == "fixed":
     return FixedSteps()
-  raise ConfigError(f"Unknown synthesis.stop={synthesis.stop!r}; use "
-                   "'windowed', 'logit' or 'fixed'.")
+  if synthesis.stop == "winn":
+    n = synthesis.threshold_positives
+    if n < 1:
+      raise ConfigError("synthesis.threshold_positives must be ≥ 1: WINN's "
+                        "early stop draws thresholds between the smallest and "
+                        "largest logit of that many positives.")
+    return ThresholdsFromPositives(num_positives=n)
+  raise ConfigError(f"Unknown synthesis.stop={synthesis.stop!r}; use one of "
+                    f"{', '.join(map(repr, STOP_RULES))}.")
+
+
+def bound(rule, key, positive_logits_fn, batch_size):
+  """`rule` ready for `batch_size` samples: a rule that needs positives is
+  bound to thresholds from `positive_logits_fn(key, n) -> (n, P)` logits
+  (n = its `num_positives`); the others as they are."""
+  if not getattr(rule, "needs_positives", False):
+    return rule
+  k_pos, k_draw = jax.random.split(key)
+  return rule.bind(k_draw, positive_logits_fn(k_pos, rule.num_positives),
+                   batch_size)
 
 
 def winn_thresholds(key, positive_logits, batch_size):
@@ -117,3 +157,18 @@ def winn_thresholds(key, positive_logits, batch_size):
                       "one positive (check the batch sizes in the config).")
   return jax.random.uniform(key, (batch_size,), jnp.float32,
                             minval=logits.min(), maxval=logits.max())
+
+
+def per_class_thresholds(key, own_logits, per_class):
+  """`winn_thresholds` class by class, class-major: own_logits (K, m) holds
+  class k's own logit on m images of class k; sample j of block k gets a
+  threshold ~ U[min, max] of row k. Returns (K · per_class,)."""
+  k = own_logits.shape[0]
+  thresholds = jax.vmap(winn_thresholds, in_axes=(0, 0, None))(
+      jax.random.split(key, k), own_logits, per_class)
+  return thresholds.reshape(-1)
+
+
+def thresholds_of(rule):
+  """The per-sample thresholds of a bound WINN rule, else None."""
+  return rule.thresholds if isinstance(rule, PerSampleThreshold) else None

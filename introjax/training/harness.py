@@ -3,7 +3,8 @@ complete checkpoint, run rounds, checkpoint after each, log metrics and
 progress, write sample images.
 
 A trainer provides:
-  structural_keys                  config fields its checkpoints depend on
+  state_keys                       config fields (beyond model.* and data.*)
+                                   its checkpoints' arrays depend on
   init_state()                     the state before round 1
   checkpoint_items(state)          name -> pytree of arrays to save
   restore_targets(meta)            the same names -> abstract pytrees
@@ -28,6 +29,7 @@ from absl import logging
 import jax
 
 from introjax import checkpoint as ckpt_lib
+from introjax import workdir_lock
 from introjax.errors import WorkdirError
 from introjax.metrics import MetricWriter
 
@@ -73,9 +75,15 @@ def run_rounds(trainer, config, workdir):
 
   With `config.profile_round` = N > 0 (configs without the field: off), round
   N (training, checkpoint and samples) is traced into <workdir>/profile. Round
-  1 includes compilation, so a later round shows the steady state.
+  1 includes compilation, so a later round shows the steady state. One run
+  at a time holds the workdir (workdir_lock.py).
   """
   prepare_workdir(workdir)
+  with workdir_lock.hold(workdir):
+    return _run_rounds(trainer, config, workdir)
+
+
+def _run_rounds(trainer, config, workdir):
   profile_round = config.get("profile_round", 0)
   config_dict = json.loads(config.to_json())
   checkpoints = ckpt_lib.Checkpointer(workdir)
@@ -86,8 +94,10 @@ def run_rounds(trainer, config, workdir):
       state, start = trainer.init_state(), 1
     else:
       meta = checkpoints.restore_meta(latest)
-      ckpt_lib.check_compatible(meta["config"], config_dict,
-                                trainer.structural_keys, checkpoints.directory)
+      ckpt_lib.check_compatible(
+          meta["config"], config_dict,
+          ckpt_lib.structural_keys(config, trainer.state_keys),
+          checkpoints.directory)
       state = trainer.from_items(
           checkpoints.restore(latest, trainer.restore_targets(meta)))
       start = latest + 1

@@ -46,8 +46,9 @@ from flax import struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from introjax import objectives
+from introjax import optim
 from introjax import parallel
 from introjax.data import datasets
 from introjax.data import pool as pool_lib
@@ -56,19 +57,20 @@ from introjax.eval import robustness
 from introjax.eval.images import save_grid
 from introjax.models.heads import ClassifierHeads
 from introjax.objectives import wasserstein
-from introjax.sampling.ascent import AscentSettings, ascend, logit_ascent
-from introjax.sampling.stopping import PerSampleThreshold
-from introjax.sampling.stopping import build_stop_rule
-from introjax.sampling.stopping import winn_thresholds
+from introjax.sampling import p0 as p0_lib
+from introjax.sampling import scores
+from introjax.sampling import stopping
+from introjax.sampling.ascent import AscentSettings, ascend, summarize
+from introjax.training import fit
 from introjax.training import harness
 
 VARIANTS = ("baseline", "icl_noise", "icl", "winn")
 
-STRUCTURAL_KEYS = (
-    "trainer", "model.name", "model.features", "model.kernel_size",
-    "data.source", "data.name", "data.num_classes", "icl.mode",
-    "icl.variants", "icl.positive_class", "icl.negatives_per_class",
-    "icl.pool_rounds", "train.weight_decay", "train.optimizer")
+# Beyond model.* and data.* (checkpoint.structural_keys): what sizes the
+# pools and the optimiser state, and which variants the state holds.
+STATE_KEYS = ("icl.mode", "icl.variants", "icl.positive_class",
+              "icl.negatives_per_class", "icl.pool_rounds",
+              "train.weight_decay", "train.optimizer")
 
 
 @struct.dataclass
@@ -76,35 +78,6 @@ class VariantState:
   params: Any
   opt_state: Any
   pool: pool_lib.NegativePool   # empty for the baseline
-
-
-def _sgd(learning_rate, momentum, weight_decay):
-  return optax.chain(optax.add_decayed_weights(weight_decay),
-                     optax.sgd(learning_rate, momentum=momentum or None))
-
-
-def _adam(learning_rate, b1, b2, weight_decay):
-  return optax.chain(optax.add_decayed_weights(weight_decay),
-                     optax.adam(learning_rate, b1=b1, b2=b2))
-
-
-def classifier_optimizer(train):
-  """train.optimizer: "sgd" (ICL §4: momentum) or "adam" (WINN §5.6:
-  lr 0.001, β1 = 0). The learning rate lives in the optimiser state, so its
-  decay is part of the checkpoint and changes no compiled shapes."""
-  name = train.get("optimizer", "sgd")
-  if name == "sgd":
-    return optax.inject_hyperparams(
-        _sgd, static_args=("momentum", "weight_decay"))(
-        learning_rate=train.learning_rate, momentum=train.momentum,
-        weight_decay=train.weight_decay)
-  if name == "adam":
-    return optax.inject_hyperparams(
-        _adam, static_args=("b1", "b2", "weight_decay"))(
-        learning_rate=train.learning_rate, b1=train.b1, b2=train.b2,
-        weight_decay=train.weight_decay)
-  raise ConfigError(f"Unknown train.optimizer={name!r}; use 'sgd' or "
-                    "'adam'.")
 
 
 class IntrospectiveClassifier:
@@ -154,9 +127,14 @@ class IntrospectiveClassifier:
         jax.device_put(test_set.images, self._replicated))
     self.test_labels = jax.device_put(test_labels, self._replicated)
 
-    self.tx = classifier_optimizer(config.train)
+    # The rate schedule's decay step is an argument of the compiled step
+    # (variants' rounds differ in length); the state's layout does not
+    # depend on it.
+    self.tx = optim.make_optimizer(config.train, decay_step=0)
+    self.loss = objectives.build_loss("icl", mode=icl.mode)
     self.settings = AscentSettings.from_config(config.synthesis)
-    self.rule = build_stop_rule(config.synthesis)
+    self.rule = stopping.build_stop_rule(config.synthesis)
+    self.p0 = p0_lib.build("gaussian", std=icl.init_std)
     if "winn" in self.variants:
       self._init_winn()
     self.base_key = jax.random.PRNGKey(config.seed)
@@ -199,6 +177,8 @@ class IntrospectiveClassifier:
           "stop draws its thresholds between the smallest and largest "
           "logit of that many training images per class.")
     self.winn_settings = AscentSettings.from_config(winn.synthesis)
+    self.winn_loss = objectives.build_loss(
+        "winn_classifier", alpha=winn.alpha, gp_weight=winn.gp_weight)
     k = self.heads.num_classes
     # Every process indexes the whole training split (its rows are on other
     # hosts' devices, but its labels are N int32s: gathered, a collective).
@@ -239,9 +219,22 @@ class IntrospectiveClassifier:
 
   def learning_rate(self, round_index):
     """ICL §4.1: 0.01, ×0.1 from round `train.decay_round` on."""
+    return optim.round_learning_rate(self.config.train, round_index)
+
+  def round_steps(self, variant, round_index):
+    """Optimiser steps of `variant` in round t: `train.epochs_per_round`
+    passes over what it trains on (WINN's batches pair each positive with a
+    negative, so its epoch is one over the data, the baseline's count)."""
     train = self.config.train
-    decays = int(train.decay_round > 0 and round_index >= train.decay_round)
-    return train.learning_rate * train.decay_factor ** decays
+    seen = self.num_train + (0 if variant == "winn" else
+                             self.filled(variant, round_index))
+    return math.ceil(train.epochs_per_round * seen / train.batch_size)
+
+  def decay_step(self, variant):
+    """The optimiser step at which `variant`'s rate schedule decays (the
+    first step of round `train.decay_round`)."""
+    first = self.config.train.get("decay_round", 0)
+    return sum(self.round_steps(variant, t) for t in range(1, max(first, 1)))
 
   def filled(self, variant, round_index):
     """Pseudo-negatives in the pool of `variant` while round t trains."""
@@ -259,16 +252,12 @@ class IntrospectiveClassifier:
     return data
 
   def _sample_batch(self, train_data, pool, key):
-    """A batch drawn uniformly from data ∪ pool (fixed shapes whatever the
-    pool holds): (images in [-1, 1], labels, is_negative)."""
+    """A batch drawn uniformly from data ∪ pool (data/pool.py): (images in
+    [-1, 1], labels, is_negative)."""
     train_images, train_labels = train_data
-    n, size = self.num_train, self.config.train.batch_size
-    filled = (pool.rounds >= 0).sum()
     k_index, k_augment = jax.random.split(key)
-    index = jax.random.randint(k_index, (size,), 0, n + filled)
-    is_negative = index >= n
-    data_index = jnp.minimum(index, n - 1)
-    slot = jnp.clip(index - n, 0, self.capacity - 1)
+    data_index, slot, is_negative = pool_lib.draw_data_or_pool(
+        pool, k_index, self.config.train.batch_size, self.num_train)
     data = self._data(train_images, data_index, k_augment)
     images = jnp.where(is_negative[:, None, None, None],
                        pool.images[slot].astype(data.dtype), data)
@@ -280,82 +269,53 @@ class IntrospectiveClassifier:
   def _winn_batch(self, train_data, pool, key):
     """B data images drawn as `_sample_batch` draws them from an empty pool
     (so the baseline sees the same ones), each paired with a pseudo-negative
-    made for its class in a uniformly drawn past round: (positives, labels,
-    negatives, whether the pool has any)."""
+    made for its class (data/pool.py's class-paired draw): (positives,
+    labels, negatives, whether the pool has any)."""
     train_images, train_labels = train_data
     n, size = self.num_train, self.config.train.batch_size
     k_index, k_augment = jax.random.split(key)
     index = jax.random.randint(k_index, (size,), 0, n)
     positives = self._data(train_images, index, k_augment)
     labels = train_labels[index]
-    # Rounds write class-major blocks of per_round slots from slot 0 on, so
-    # the filled slots are the first `blocks` blocks.
-    blocks = (pool.rounds >= 0).sum() // self.per_round
-    k_block, k_member = jax.random.split(jax.random.fold_in(key, 1))
-    block = jax.random.randint(k_block, (size,), 0, jnp.maximum(blocks, 1))
-    member = jax.random.randint(k_member, (size,), 0, self.l)
-    slot = block * self.per_round + labels * self.l + member
+    slot, any_negatives = pool_lib.draw_class_paired(
+        pool, jax.random.fold_in(key, 1), labels, self.per_round, self.l)
     negatives = pool.images[slot].astype(positives.dtype)
     constrain = lambda x: jax.lax.with_sharding_constraint(x, self._batch)
-    return constrain(positives), labels, constrain(negatives), blocks > 0
-
-  def _icl_step_loss(self, params, key, pool, train_data):
-    images, labels, is_negative = self._sample_batch(train_data, pool, key)
-    logits = self.heads.class_logits(params, images)
-    correct = (logits.argmax(axis=1) == labels) & ~is_negative
-    accuracy = correct.sum() / jnp.maximum((~is_negative).sum(), 1)
-    return (self.heads.loss(logits, labels, is_negative),
-            {"accuracy": accuracy})
-
-  def _winn_step_loss(self, params, key, pool, train_data):
-    positives, labels, negatives, any_negatives = self._winn_batch(
-        train_data, pool, key)
-    winn = self.config.winn
-    # Round 1 has no pseudo-negatives yet: the α term is masked to 0.
-    alpha = jnp.where(any_negatives, winn.alpha, 0.0)
-    loss, aux = wasserstein.winn_classifier_loss(
-        functools.partial(self.heads.class_logits, params), positives,
-        labels, negatives, jax.random.fold_in(key, 2), alpha, winn.gp_weight)
-    for name in ("wasserstein", "penalty"):   # not measured without negatives
-      aux[name] = jnp.where(any_negatives, aux[name], 0.0)
-    return loss, aux
+    return constrain(positives), labels, constrain(negatives), any_negatives
 
   def _train_fn(self, params, opt_state, pool, train_data, key, num_steps,
-                winn=False):
-    """`num_steps` optimiser steps on data ∪ pool (the WINN loss with
-    `winn`; `train_data`: the split training images and labels, arguments
-    because a multi-host array cannot be a jit constant); returns the new parameters and optimiser state and the means
-    over the steps of the loss and its parts (data accuracy, and for WINN
-    the cross-entropy, Wasserstein estimate and penalty)."""
-    loss_fn = self._winn_step_loss if winn else self._icl_step_loss
+                decay_step, winn=False):
+    """`num_steps` optimiser steps (training/fit.py) on data ∪ pool, or for
+    WINN on data paired with pseudo-negatives (`train_data`: the split
+    training images and labels, arguments because a multi-host array cannot
+    be a jit constant); returns the new parameters and optimiser state and
+    the means over the steps of the loss and its parts (data accuracy, and
+    for WINN the cross-entropy, Wasserstein estimate and penalty)."""
+    tx = optim.make_optimizer(self.config.train, decay_step)
 
-    def body(step, carry):
-      params, opt_state, sums = carry
-      (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-          params, jax.random.fold_in(key, step), pool, train_data)
-      updates, opt_state = self.tx.update(grads, opt_state, params)
-      params = optax.apply_updates(params, updates)
-      sums = jax.tree.map(jnp.add, sums, {"loss": loss, **aux})
-      return params, opt_state, sums
+    def step_loss(params, key):
+      logits = functools.partial(self.heads.class_logits, params)
+      if winn:
+        positives, labels, negatives, any_negatives = self._winn_batch(
+            train_data, pool, key)
+        batch = {"positives": positives, "labels": labels,
+                 "negatives": negatives, "any_negatives": any_negatives}
+        return self.winn_loss(logits, batch, jax.random.fold_in(key, 2))
+      images, labels, is_negative = self._sample_batch(train_data, pool, key)
+      return self.loss(logits, {"x": images, "labels": labels,
+                                "negative": is_negative}, key)
 
-    names = ["loss", "accuracy"] + (
-        ["cross_entropy", "wasserstein", "penalty"] if winn else [])
-    params, opt_state, sums = jax.lax.fori_loop(
-        0, num_steps, body,
-        (params, opt_state, {k: jnp.float32(0) for k in names}))
-    means = {f"train_{k}": v / num_steps for k, v in sums.items()}
-    finite = jnp.isfinite(means["train_loss"]) & jnp.stack(
-        [jnp.isfinite(p).all() for p in jax.tree.leaves(params)]).all()
-    return params, opt_state, dict(means, train_finite=finite)
+    params, opt_state, run = fit.fit(step_loss, tx, params, opt_state, key,
+                                     num_steps)
+    means = {f"train_{k}": v for k, v in run["mean"].items()}
+    return params, opt_state, dict(means, train_finite=run["finite"])
 
   # Synthesis step ---------------------------------------------------------
 
   def _start(self, key):
     """l starting points per class, class-major, from N(0, σ²) clipped to
     the data range."""
-    shape = (self.per_round, *self.image_shape)
-    x0 = jnp.clip(self.config.icl.init_std * jax.random.normal(key, shape),
-                  -1.0, 1.0)
+    x0 = self.p0(key, self.per_round, self.image_shape)
     return jax.lax.with_sharding_constraint(x0, self._batch)
 
   def _negatives_fn(self, params, key, ascent: bool):
@@ -366,8 +326,9 @@ class IntrospectiveClassifier:
     x0 = self._start(k_init)
     if not ascent:
       return x0, None
-    return ascend(functools.partial(self._climb, params), x0, k_ascent,
-                  self.rule, self.settings)
+    climb = scores.classified_as_own(
+        functools.partial(self.heads.synthesis_scores, params))
+    return ascend(climb, x0, k_ascent, self.rule, self.settings)
 
   def winn_thresholds(self, params, key, train_images, class_index,
                       class_counts):
@@ -384,9 +345,7 @@ class IntrospectiveClassifier:
     images = datasets.to_unit_range(train_images[index])
     own = wasserstein.own_class_logit(
         self.heads.class_logits(params, images), jnp.repeat(jnp.arange(k), m))
-    thresholds = jax.vmap(winn_thresholds, in_axes=(0, 0, None))(
-        jax.random.split(k_draw, k), own.reshape(k, m), self.l)
-    return thresholds.reshape(-1)
+    return stopping.per_class_thresholds(k_draw, own.reshape(k, m), self.l)
 
   def _winn_negatives_fn(self, params, key, train_images, class_index,
                          class_counts):
@@ -399,20 +358,10 @@ class IntrospectiveClassifier:
     thresholds = self.winn_thresholds(params, k_thresholds, train_images,
                                       class_index, class_counts)
     x, stats = ascend(
-        logit_ascent(functools.partial(self.heads.own_logit, params)),
-        self._start(k_init), k_ascent, PerSampleThreshold(thresholds),
+        scores.logit_ascent(functools.partial(self.heads.own_logit, params)),
+        self._start(k_init), k_ascent, stopping.PerSampleThreshold(thresholds),
         self.winn_settings)
     return x, stats, thresholds
-
-  def _climb(self, params, x, key):
-    """The sampler's (score the stop rule sees, ascent direction): the
-    direction is ∇ of the own class logit (eq. 10); the score is whether x is
-    classified as its class."""
-    del key
-    (_, decision), vjp = jax.vjp(
-        lambda x: self.heads.synthesis_scores(params, x), x)
-    grad = vjp((jnp.ones_like(decision), jnp.zeros_like(decision)))[0]
-    return decision[:, None], grad
 
   # Evaluation ---------------------------------------------------------------
 
@@ -443,7 +392,7 @@ class IntrospectiveClassifier:
 
   # Harness hooks -------------------------------------------------------------
 
-  structural_keys = STRUCTURAL_KEYS
+  state_keys = STATE_KEYS
 
   def checkpoint_items(self, state):
     return {"variants": {name: {"params": s.params,
@@ -526,10 +475,8 @@ class IntrospectiveClassifier:
         negatives, stats, thresholds = self._winn_negatives(
             s.params, k_syn, self.images, self.class_index, self.class_counts)
         m.update(_synthesis_metrics(stats, name, round_index,
-                                    self.winn_settings.learning_rate))
-        thresholds = parallel.to_host(thresholds)
-        m.update(synthesis_threshold_min=float(thresholds.min()),
-                 synthesis_threshold_max=float(thresholds.max()))
+                                    self.winn_settings.learning_rate,
+                                    thresholds))
         pool = self._add(pool, negatives, round_index)
       elif name != "baseline" and round_index > 1:
         negatives, stats = self._negatives(s.params, k_syn, name == "icl")
@@ -538,17 +485,10 @@ class IntrospectiveClassifier:
                                       self.settings.learning_rate))
         pool = self._add(pool, negatives, round_index)
       filled = self.filled(name, round_index)
-      # WINN's batches are B positives each paired with a negative, so an
-      # epoch is one over the data (the baseline's count).
-      seen = self.num_train + (0 if winn else filled)
-      steps = math.ceil(config.train.epochs_per_round * seen /
-                        config.train.batch_size)
-      opt_state = s.opt_state
-      opt_state.hyperparams["learning_rate"] = jnp.asarray(
-          lr, opt_state.hyperparams["learning_rate"].dtype)
+      steps = self.round_steps(name, round_index)
       params, opt_state, train_metrics = self._train(
-          s.params, opt_state, pool, (self.images, self.labels), k_train,
-          steps, winn=winn)
+          s.params, s.opt_state, pool, (self.images, self.labels), k_train,
+          steps, self.decay_step(name), winn=winn)
       train_metrics = parallel.to_host(train_metrics)
       if not train_metrics.pop("train_finite"):
         raise NonFiniteError(
@@ -576,20 +516,16 @@ def _check_variants(variants):
   return variants
 
 
-def _synthesis_metrics(stats, name, round_index, learning_rate):
-  stats = parallel.to_host(stats)
-  if stats.nonfinite:
+def _synthesis_metrics(stats, name, round_index, learning_rate,
+                       thresholds=None):
+  metrics = summarize(stats, thresholds)
+  if metrics.pop("synthesis_nonfinite"):
     raise NonFiniteError(
         f"NaN or Inf in the logits or input gradients while synthesising "
         f"{name}'s pseudo-negatives in round {round_index}; lower "
         f"synthesis.learning_rate (now {learning_rate}) and resume: the last "
         "checkpoint is intact.")
-  return dict(synthesis_steps_mean=float(np.mean(stats.steps)),
-              synthesis_steps_max=int(np.max(stats.steps)),
-              synthesis_stopped_early=int(np.sum(stats.stopped)),
-              synthesis_samples=int(stats.stopped.size),
-              synthesis_logit_start=float(np.mean(stats.first_logit)),
-              synthesis_logit_end=float(np.mean(stats.last_logit)))
+  return metrics
 
 
 def results_markdown(config, dataset_name, errors, table_text):

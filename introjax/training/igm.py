@@ -36,35 +36,27 @@ from absl import logging
 from flax import struct
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 
+from introjax import generation
+from introjax import objectives
+from introjax import optim
 from introjax import parallel
 from introjax.data import images as image_data
 from introjax.data import pool as pool_lib
+from introjax.data import positives as positives_lib
 from introjax.errors import ConfigError, ConfigMismatchError, NonFiniteError
 from introjax.eval import fid
 from introjax.eval.images import center_crop, save_grid
 from introjax.eval.swd import sliced_wasserstein
 from introjax.models import cascade as cascade_lib
 from introjax.models import critics
-from introjax.models import winn as winn_models
-from introjax.objectives import losses
-from introjax.objectives import wasserstein
 from introjax.sampling import anysize
-from introjax.sampling.ascent import AscentSettings, ascend
-from introjax.sampling.stopping import (FixedSteps, PerSampleThreshold,
-                                        build_stop_rule, winn_thresholds)
+from introjax.sampling import p0 as p0_lib
+from introjax.sampling import scores
+from introjax.sampling import stopping
+from introjax.sampling.ascent import AscentSettings, ascend, summarize
+from introjax.training import fit
 from introjax.training import harness
-
-# Config fields a checkpoint's arrays depend on: resuming with other values
-# is refused (other fields, such as `rounds`, may change between runs).
-STRUCTURAL_KEYS = (
-    "trainer", "model.name", "model.features", "model.kernel_size",
-    "model.norm", "data.texture", "data.image_path", "data.image_size",
-    "data.pad", "data.channels", "igm.single", "igm.patch_size",
-    "igm.negatives_per_round", "igm.pool_rounds")
-
 
 @struct.dataclass
 class TextureState:
@@ -81,103 +73,11 @@ class TextureState:
 IGMState = TextureState
 
 
-# Critic losses ------------------------------------------------------------
-# loss(critic_fn, batch, key) -> (loss, aux): `batch` holds positives, then
-# as many negatives; aux entries are logged as train_<name>.
-
-
-class BCELoss:
-  """IGM §3.2.1: cross-entropy of positives against pseudo-negatives."""
-
-  fix = "lower train.learning_rate"
-
-  def __call__(self, critic_fn, batch, key):
-    del key
-    logits = critic_fn(batch)
-    half = batch.shape[0] // 2
-    pos, neg = logits[:half], logits[half:]
-    return losses.bce_loss(pos, neg), {
-        "accuracy": losses.binary_accuracy(pos, neg)}
-
-  def culprit(self, metrics):
-    del metrics
-    return "critic's loss or weights"
-
-
-@struct.dataclass
-class WassersteinGPLoss:
-  """WINN eq. 5 plus λ times the gradient penalty (Algorithm 1, λ = 10)."""
-  gp_weight: float = struct.field(pytree_node=False, default=10.0)
-
-  fix = "lower train.learning_rate (or train.gp_weight)"
-
-  def __call__(self, critic_fn, batch, key):
-    half = batch.shape[0] // 2
-    return wasserstein.wgan_gp_loss(critic_fn, batch[:half], batch[half:],
-                                    key, self.gp_weight)
-
-  def culprit(self, metrics):
-    # The loop stops at the first non-finite loss: a finite Wasserstein
-    # estimate at that step puts the blame on the penalty term.
-    if math.isfinite(metrics["train_wasserstein"]):
-      return "gradient penalty"
-    return "critic's Wasserstein estimate (its weights)"
-
-
-def build_critic_loss(train):
-  """The critic loss named by `train.loss` (default "bce")."""
-  name = train.get("loss", "bce")
-  if name == "bce":
-    return BCELoss()
-  if name == "wgan_gp":
-    return WassersteinGPLoss(gp_weight=train.get("gp_weight", 10.0))
-  raise ConfigError(f"Unknown train.loss={name!r}; use 'bce' (IGM) or "
-                    "'wgan_gp' (WINN).")
-
-
-def build_critic_optimizer(train):
-  """The critic's optimiser named by `train.optimizer` (default "sgd")."""
-  name = train.get("optimizer", "sgd")
-  if name == "sgd":
-    return optax.sgd(train.learning_rate,
-                     momentum=train.get("momentum", 0.0) or None)
-  if name == "adam":
-    return optax.adam(train.learning_rate, b1=train.b1, b2=train.b2)
-  raise ConfigError(f"Unknown train.optimizer={name!r}; use 'sgd' or "
-                    "'adam'.")
-
-
-# Initial negatives p0 --------------------------------------------------------
-
-_INITS = ("gaussian", "upsampling")
-
-# The App. D network is drawn once per run from this stream of the run's
-# seed (only z is re-drawn per sample, as in the released WINN code), so
+# The p0 network is drawn once per run from this stream of the run's seed
+# (only z is re-drawn per sample, as in the released WINN code), so
 # training and generation start from one distribution.
 _P0_NETWORK_STREAM = 0x5EED
 _SWD_STREAM = 0x5D0
-
-
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _upsampling_canvases(net_key, z_key, num, canvas_shape, patch):
-  """WINN App. D outputs covering `canvas_shape`: z is a (⌈H/s⌉, ⌈W/s⌉, 512)
-  grid with s = patch/4, so a patch-sized window of the output is exactly
-  App. D's 4×4 → patch network, and larger canvases keep that scale."""
-  h, w, channels = canvas_shape
-  stages = int(math.log2(patch // 4))
-  scale = 2 ** stages
-  zh, zw = -(-h // scale), -(-w // scale)
-  module = winn_models.UpsamplingInitializer(
-      size=zh * scale, features=(256, 128, 64, 64, 64)[:max(stages - 1, 0)],
-      channels=channels)
-  z_shape = (num, zh, zw, 512)
-  params = winn_models.random_initializer_params(module, net_key,
-                                                 (1,) + z_shape[1:])
-  z = jax.random.uniform(z_key, z_shape, jnp.float32, -1.0, 1.0)
-  out = module.apply({"params": params}, z)
-  top, left = (out.shape[1] - h) // 2, (out.shape[2] - w) // 2
-  x = winn_models.minmax_to_unit(out[:, top:top + h, left:left + w])
-  return jnp.clip(x, -1.0, 1.0)  # min-max rounding can overshoot by an ulp
 
 
 # The trainer ---------------------------------------------------------------
@@ -191,25 +91,54 @@ class TextureTrainer:
   (training/images.py) override where positives come from."""
 
   section = ""
-  structural_keys = ()
+  # Beyond model.* and data.* (checkpoint.structural_keys): the member
+  # section's fields that size its negatives and pool, and the optimiser.
+  _SHAPE_FIELDS = ("patch_size", "negative_size", "negatives_per_round",
+                   "pool_rounds")
 
-  def __init__(self, config, mesh):
+  @property
+  def state_keys(self):
+    return tuple(f"{self.section}.{k}" for k in self._SHAPE_FIELDS) + (
+        "train.optimizer",) + self.member_state_keys()
+
+  def member_state_keys(self):
+    """What only this member's checkpoints depend on."""
+    return ()
+
+  # What generation needs of the positives' shapes, saved with every
+  # checkpoint so a saved model samples without reading its data.
+  SHAPES = positives_lib.SHAPES
+
+  def __init__(self, config, mesh, shapes=None):
+    """`shapes` (a checkpoint's `shapes` meta): build the model for
+    generation alone, without reading the data (`positive` is None)."""
     self.config = config
     self.mesh = mesh
     self.sec = config[self.section]
     self._batch = parallel.batch_sharding(mesh)
     self._replicated = parallel.replicated(mesh)
-    self._load_positives()
+    if shapes is None:
+      self.positives = self.positives_kind(config, self.section, mesh)
+      shapes = self.positives.shapes
+    else:
+      self.positives = None
+    for name in self.SHAPES:
+      value = shapes[name]
+      setattr(self, name, tuple(value) if isinstance(value, list) else value)
+    self.positive = None if self.positives is None else self.positives.array
     self.critic = critics.build_critic(config.model, config.dtype)
     self.logits = critics.critic_logits(self.critic)
-    self.critic_loss = build_critic_loss(config.train)
-    self.tx = build_critic_optimizer(config.train)
+    self.critic_loss = objectives.build_loss(
+        config.train.get("loss", "bce"), config.train)
+    self.tx = optim.make_optimizer(config.train)
     self.settings = AscentSettings.from_config(config.synthesis)
-    self.rule = (None if config.synthesis.stop == "winn"
-                 else build_stop_rule(config.synthesis))
-    self._check(mesh)
+    self.rule = stopping.build_stop_rule(config.synthesis)
     self.base_key = jax.random.PRNGKey(config.seed)
-    self._p0_network = jax.random.fold_in(self.base_key, _P0_NETWORK_STREAM)
+    self._check(mesh)
+    self.p0 = p0_lib.build(
+        self.sec.get("init", "gaussian"), field=f"{self.section}.init",
+        std=self.sec.get("init_std", 0.3), patch=self.patch,
+        network_key=jax.random.fold_in(self.base_key, _P0_NETWORK_STREAM))
     # Every compiled step takes the positives as an argument: an array a
     # jitted function closed over would be baked into its program as a
     # constant (a copy per program, a dataset in the HLO, no sharding).
@@ -221,52 +150,28 @@ class TextureTrainer:
     self._generate = jax.jit(self._generate_fn, static_argnums=(3,))
 
   # Positives -----------------------------------------------------------------
-  # The one place that knows where positives come from: a member trained on
-  # a dataset of whole images (training/images.py) overrides these.
+  # Where positives come from is `positives_kind` (data/positives.py): a
+  # texture canvas here, a dataset of whole images in training/images.py.
 
-  def _load_positives(self):
-    """Reads the data and sets the shapes everything else is built from:
-    `positive` (on device), `canvas_shape` (one positive), `canvas_pad`,
-    `patch`, `negative_shape`, `negative_pad` and `patches_per_image`."""
-    data, sec = self.config.data, self.sec
-    self.image = image_data.load_image(
-        data.image_path or data.texture, size=data.image_size,
-        channels=data.channels or None, min_side=sec.patch_size)
-    canvas = image_data.texture_canvas(self.image, data.pad)
-    self.canvas_shape = canvas.shape
-    self.canvas_pad = data.pad
-    self.patch = sec.patch_size
-    side = sec.get("negative_size", 0)
-    # Negatives are whole texture canvases (IGM) or side×side images (WINN
-    # §5.1–5.2: patch-sized); only canvases carry the reflect padding.
-    self.negative_shape = ((side, side, canvas.shape[2]) if side
-                           else self.canvas_shape)
-    self.negative_pad = 0 if side else data.pad
-    self.patches_per_image = sec.get("patches_per_image", 1)
-    self.positive = jax.device_put(canvas[None], self._replicated)
+  positives_kind = positives_lib.TextureCanvas
 
   @property
   def size_field(self):
     """The config field that sets the critic's input size."""
-    return f"{self.section}.patch_size"
+    return self.positives_kind.size_field_of(self.section)
 
   def draw_positives(self, positive, key, num, size):
     """`num` random size×size positives (float32 in [-1, 1]) from
-    `positive` (`self.positive`, or its stand-in inside a compiled step):
-    crops of the texture canvas at uniform positions. Used by the
-    classification step, WINN's thresholds, SWD and FID."""
-    origins = anysize.random_origins(key, 1, num, self.canvas_shape[:2],
-                                     size)[0]
-    return anysize.crop(positive, jnp.zeros(num, jnp.int32), origins, size)
+    `positive` (`self.positive`, or its stand-in inside a compiled step).
+    Used by the classification step, WINN's thresholds, SWD and FID."""
+    return self.positives.draw(positive, key, num, size)
 
   def positive_patches(self, key, num, size):
     """`draw_positives` from this member's positives (outside jit)."""
     return self.draw_positives(self.positive, key, num, size)
 
   def describe_data(self):
-    source = self.config.data.image_path or self.config.data.texture
-    h, w, c = self.image.shape
-    return f"{source!r} ({h}×{w}, {c} channel{'' if c == 1 else 's'})"
+    return self.positives.describe()
 
   def _check(self, mesh):
     sec, train = self.sec, self.config.train
@@ -287,21 +192,9 @@ class TextureTrainer:
     if sec.pool_rounds < 1:
       raise ConfigError(f"{name}.pool_rounds must be ≥ 1 (rounds of "
                         "negatives the pool keeps).")
-    init = sec.get("init", "gaussian")
-    if init not in _INITS:
-      raise ConfigError(f"Unknown {name}.init={init!r}; use one of {_INITS}.")
-    if init == "upsampling":
-      stages = math.log2(self.patch / 4) if self.patch >= 8 else 0
-      if stages < 1 or stages != int(stages):
-        raise ConfigError(
-            f"{name}.init='upsampling' (WINN App. D) grows 4×4 noise to the "
-            f"patch by doubling, which cannot make {self.patch}×{self.patch};"
-            f" use a {self.size_field} of 4·2^k (16, 32, 64) or "
-            f"{name}.init='gaussian'.")
-    if self.rule is None and self.config.synthesis.threshold_positives < 1:
-      raise ConfigError("synthesis.threshold_positives must be ≥ 1: WINN's "
-                        "early stop draws thresholds between the smallest and "
-                        "largest logit of that many positives.")
+    if sec.get("init", "gaussian") == "upsampling":
+      p0_lib.check_upsampling_patch(self.patch, f"{name}.init",
+                                    self.size_field)
     if self.config.log.get("swd") and min(h, w) < 16:
       raise ConfigError(f"log.swd needs negatives of at least 16×16, but "
                         f"they are {h}×{w}; set log.swd=False.")
@@ -357,15 +250,10 @@ class TextureTrainer:
   # State ------------------------------------------------------------------
 
   def initial_negatives(self, key, num, canvas_shape=None):
-    """`num` samples of p0 shaped like the negatives (or `canvas_shape`):
-    N(0, init_std²) clipped to the data range, or WINN App. D's random
-    up-sampling network (one network per run, fresh z per sample)."""
+    """`num` samples of p0 (`<section>.init`, sampling/p0.py) shaped like
+    the negatives (or `canvas_shape`), placed over the mesh."""
     shape = tuple(canvas_shape or self.negative_shape)
-    if self.sec.get("init", "gaussian") == "upsampling":
-      x = _upsampling_canvases(self._p0_network, key, num, shape, self.patch)
-    else:
-      noise = self.sec.init_std * jax.random.normal(key, (num, *shape))
-      x = jnp.clip(noise, -1.0, 1.0)
+    x = self.p0(key, num, shape)
     # A batch that does not split over the devices (one final texture on
     # 8 devices) is replicated instead.
     split = num % self.mesh.size == 0
@@ -429,11 +317,11 @@ class TextureTrainer:
   def _train_critic_fn(self, positive, params, opt_state, pool, key,
                        round_index):
     """`train_steps` optimiser steps on positives ∪ pool, or fewer once the
-    smoothed loss reaches `loss_target`; stops at a non-finite loss."""
+    smoothed loss reaches `loss_target` (training/fit.py); stops at a
+    non-finite loss."""
     train, sec = self.config.train, self.sec
     per_class = train.batch_size * self.patches_per_image
     nh, nw = self.negative_shape[:2]
-    target = self.loss_target
 
     def batch(key):
       k_pos, k_slot, k_neg = jax.random.split(key, 3)
@@ -447,40 +335,18 @@ class TextureTrainer:
       both = jnp.concatenate([pos, neg.astype(pos.dtype)])
       return jax.lax.with_sharding_constraint(both, self._batch)
 
-    def loss_fn(params, patches, key):
-      return self.critic_loss(functools.partial(self.logits, params), patches,
-                              key)
+    def step_loss(params, step_key):
+      return self.critic_loss(functools.partial(self.logits, params),
+                              {"x": batch(step_key)},
+                              jax.random.fold_in(step_key, 1))
 
-    def cond(carry):
-      step, _, _, loss, _ = carry
-      go = (step < self.train_steps) & ((step == 0) | jnp.isfinite(loss))
-      return go if target is None else go & (loss > target)
-
-    def body(carry):
-      step, params, opt_state, loss_avg, aux_avg = carry
-      step_key = jax.random.fold_in(key, step)
-      (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-          params, batch(step_key), jax.random.fold_in(step_key, 1))
-      updates, opt_state = self.tx.update(grads, opt_state, params)
-      params = optax.apply_updates(params, updates)
-      first = step == 0  # running means over roughly the last 10 steps
-      smooth = lambda avg, new: jnp.where(first, new, 0.9 * avg + 0.1 * new)
-      loss_avg = smooth(loss_avg, loss)
-      aux_avg = jax.tree.map(smooth, aux_avg, aux)
-      return step + 1, params, opt_state, loss_avg, aux_avg
-
-    aux_shape = jax.eval_shape(lambda p, k: loss_fn(p, batch(k), k),
-                               params, key)[1]
-    aux0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shape)
-    steps, params, opt_state, loss, aux = jax.lax.while_loop(
-        cond, body, (jnp.int32(0), params, opt_state, jnp.float32(jnp.inf),
-                     aux0))
-    finite = jnp.isfinite(loss) & jnp.stack(
-        [jnp.isfinite(p).all() for p in jax.tree.leaves(params)]).all()
+    params, opt_state, run = fit.fit(step_loss, self.tx, params, opt_state,
+                                     key, self.train_steps, self.loss_target)
+    smoothed = run["smoothed"]
     return params, opt_state, dict(
-        train_steps=steps, train_loss=loss,
-        **{f"train_{name}": value for name, value in aux.items()},
-        train_finite=finite)
+        train_steps=run["steps"], train_loss=smoothed.pop("loss"),
+        **{f"train_{name}": value for name, value in smoothed.items()},
+        train_finite=run["finite"])
 
   # Synthesis step ---------------------------------------------------------
 
@@ -499,24 +365,17 @@ class TextureTrainer:
         self.patches_per_image, self.negative_shape[:2], canvas_hw)
 
   def _ascent(self, params, canvas_hw):
-    return anysize.patch_averaged_ascent(
-        functools.partial(self.logits, params), self.patch,
-        self._patches_for(canvas_hw))
+    return scores.patch_average(functools.partial(self.logits, params),
+                                self.patch, self._patches_for(canvas_hw))
 
   def _stop_rule(self, positive, params, key, num, patches):
-    """The early-stopping rule for `num` canvases of `patches` patches.
-
-    WINN §4.1 ("winn"): canvas i stops once its mean patch logit exceeds
-    its own threshold ~ U[min, max] of the same statistic over
-    `synthesis.threshold_positives` positive canvases of the current critic.
-    """
-    if self.rule is not None:
-      return self.rule
-    n_pos = self.config.synthesis.threshold_positives
-    k_pos, k_draw = jax.random.split(key)
-    crops = self.draw_positives(positive, k_pos, n_pos * patches, self.patch)
-    logits = self.logits(params, crops).reshape(n_pos, patches)
-    return PerSampleThreshold(winn_thresholds(k_draw, logits, num))
+    """The early-stopping rule for `num` canvases of `patches` patches; a
+    rule that needs positives (WINN's, sampling/stopping.py) scores
+    positive canvases of the same patch count with the current critic."""
+    def positive_logits(key, n):
+      crops = self.draw_positives(positive, key, n * patches, self.patch)
+      return self.logits(params, crops).reshape(n, patches)
+    return stopping.bound(self.rule, key, positive_logits, num)
 
   def _synthesize_fn(self, positive, params, canvases, key):
     hw = canvases.shape[1:3]
@@ -524,43 +383,30 @@ class TextureTrainer:
                            canvases.shape[0], self._patches_for(hw))
     x, stats = ascend(self._ascent(params, hw), canvases, key, rule,
                       self.settings)
-    return x, stats, _thresholds(rule)
+    return x, stats, stopping.thresholds_of(rule)
 
   def _generate_fn(self, positive, cascade, x0, stylize: Optional[tuple],
                    key):
-    """Runs x0 up each trained critic of `cascade` in order (IGM's
-    generation, WINN eq. 8); with `stylize=(alpha, steps)` x0 is the content
-    image and each stage runs a fixed number of steps of IGM §4.2's style
-    objective. The stack's unused entries are skipped (zero stats), so one
-    program serves every cascade length."""
-    # Stage keys depend on the stage alone, not on the stack's size.
-    stages = jnp.arange(cascade.capacity)
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(stages)
-
+    """Runs x0 up each trained critic of `cascade` in order
+    (generation.py); with `stylize=(alpha, steps)` x0 is the content image
+    and each stage runs a fixed number of steps of IGM §4.2's style
+    objective."""
     def climb(x, params, key):
       hw = x.shape[1:3]
       score_and_grad = self._ascent(params, hw)
       settings = self.settings
       if stylize is not None:
         alpha, steps = stylize
-        score_and_grad = _with_fidelity(score_and_grad, x0, alpha)
-        rule, settings = FixedSteps(), settings.replace(max_steps=steps)
+        score_and_grad = scores.with_fidelity(score_and_grad, x0, alpha)
+        rule = stopping.FixedSteps()
+        settings = settings.replace(max_steps=steps)
       else:
         rule = self._stop_rule(positive, params, jax.random.fold_in(key, 1),
                                x.shape[0], self._patches_for(hw))
       return ascend(score_and_grad, x, key, rule, settings)
 
-    def stage(x, inputs):
-      params, key, index = inputs
-      run = lambda x: climb(x, params, key)
-      skipped = jax.eval_shape(run, x)[1]
-
-      def skip(x):
-        return x, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), skipped)
-
-      return jax.lax.cond(index < cascade.count, run, skip, x)
-
-    return jax.lax.scan(stage, x0, (cascade.critics, keys, stages))
+    return generation.through_cascade(cascade.critics, cascade.count, x0, key,
+                                      climb)
 
   def generate(self, cascade, num, size, key):
     """`num` new textures of size×size from p0 through the cascade;
@@ -618,7 +464,8 @@ class TextureTrainer:
   # Harness hooks -------------------------------------------------------------
 
   def checkpoint_meta(self, state):
-    return {"cascade_capacity": state.cascade.capacity}
+    return {"cascade_capacity": state.cascade.capacity,
+            "shapes": {name: getattr(self, name) for name in self.SHAPES}}
 
   def checkpoint_items(self, state):
     """The cascade apart from the rest, so sampling restores only it."""
@@ -677,8 +524,8 @@ class TextureTrainer:
     # A new entry, or the critic still in training replaces its last copy.
     cascade = self._put_critic(state.cascade, critic,
                                jnp.int32(self.critic_index(t)))
-    metrics = {**train_metrics, **_synthesis_metrics(
-        stats, self.settings.max_steps, thresholds)}
+    metrics = {**train_metrics, **summarize(stats, thresholds),
+               "synthesis_step_cap": self.settings.max_steps}
     if metrics.pop("synthesis_nonfinite"):
       raise NonFiniteError(
           f"NaN or Inf in the logits or input gradients during synthesis in "
@@ -701,7 +548,9 @@ class TextureIGM(TextureTrainer):
   from fresh noise)."""
 
   section = "igm"
-  structural_keys = STRUCTURAL_KEYS
+
+  def member_state_keys(self):
+    return ("igm.single",)
 
   def rounds_per_critic(self):
     return None if self.config.igm.single else 1
@@ -712,19 +561,6 @@ class TextureIGM(TextureTrainer):
 
   def describe(self):
     return "IGM-single" if self.config.igm.single else "IGM"
-
-
-def _thresholds(rule):
-  """The per-sample thresholds of a WINN rule, else None."""
-  return rule.thresholds if isinstance(rule, PerSampleThreshold) else None
-
-
-def _with_fidelity(score_and_grad, content, alpha):
-  """Adds the L2 pull towards the content image to an ascent direction."""
-  def combined(x, key):
-    logits, grad = score_and_grad(x, key)
-    return logits, (1 - alpha) * grad - alpha * 2.0 * (x - content)
-  return combined
 
 
 def _crop_center(canvases, pad):
@@ -741,24 +577,6 @@ def _train_metrics(train_metrics):
   finite = bool(train_metrics.pop("train_finite"))
   metrics.update({k: float(v) for k, v in train_metrics.items()})
   metrics["train_finite"] = finite
-  return metrics
-
-
-def _synthesis_metrics(stats, max_steps, thresholds=None):
-  """The synthesis step's numbers as host values (one transfer)."""
-  stats, thresholds = parallel.to_host((stats, thresholds))
-  metrics = dict(
-      synthesis_steps_mean=float(np.mean(stats.steps)),
-      synthesis_steps_max=int(np.max(stats.steps)),
-      synthesis_stopped_early=int(np.sum(stats.stopped)),
-      synthesis_samples=int(stats.stopped.size),
-      synthesis_logit_start=float(np.mean(stats.first_logit)),
-      synthesis_logit_end=float(np.mean(stats.last_logit)),
-      synthesis_nonfinite=bool(stats.nonfinite),
-      synthesis_step_cap=max_steps)
-  if thresholds is not None:
-    metrics.update(synthesis_threshold_min=float(np.min(thresholds)),
-                   synthesis_threshold_max=float(np.max(thresholds)))
   return metrics
 
 

@@ -22,84 +22,20 @@ of the batch (never of the dataset). Positives are scaled to [-1, 1] inside
 the jitted steps; random horizontal flips (`data.flip`, WINN §5.5 on
 CIFAR-10) are drawn per positive there too.
 """
-import jax
-import jax.numpy as jnp
-
-from introjax import parallel
-from introjax.data import datasets
-from introjax.sampling import anysize
+from introjax.data import positives
 from introjax.training import igm
 from introjax.training import winn
 
-# Config fields a checkpoint's arrays depend on: resuming with other values
-# is refused. (`data.max_images` and `data.flip` change only which
-# positives are drawn, not any saved array.)
-_DATA_KEYS = ("trainer", "model.name", "model.features", "model.kernel_size",
-              "model.convs_per_stage", "model.norm", "data.source",
-              "data.name", "data.crop", "data.image_size", "data.channels",
-              "train.optimizer")
-IGM_STRUCTURAL_KEYS = _DATA_KEYS + (
-    "igm.single", "igm.negatives_per_round", "igm.pool_rounds")
-WINN_STRUCTURAL_KEYS = _DATA_KEYS + (
-    "winn.cascade", "winn.negatives_per_round", "winn.pool_rounds")
 
-
-class ImagePositives:
-  """Whole dataset images as the positives of a texture member (mix in
-  before it): overrides only where positives come from."""
-
-  def _load_positives(self):
-    images, self.data_name, self.num_positives = datasets.load_images(
-        self.config.data, rows=lambda n: parallel.process_rows(n, self.mesh))
-    shape = images.shape[1:]  # square: load_images cuts a centre square
-    self.canvas_shape = shape
-    self.canvas_pad = 0
-    self.patch = shape[0]
-    self.negative_shape = shape
-    self.negative_pad = 0
-    self.patches_per_image = 1
-    self.flip = bool(self.config.data.get("flip", False))
-    # Zero rows pad the split to a multiple of the mesh size; they are never
-    # drawn.
-    self.positive = parallel.global_rows(images, self.num_positives,
-                                         self.mesh)
-
-  size_field = "data.image_size"
-
-  def draw_positives(self, positive, key, num, size):
-    """`num` positives drawn uniformly with replacement from the dataset
-    `positive`: random size×size crops (the whole image at size = the image
-    side), mirrored left-right with probability 1/2 when `data.flip`."""
-    k_index, k_origin, k_flip = jax.random.split(key, 3)
-    index = jax.random.randint(k_index, (num,), 0, self.num_positives)
-    origins = anysize.random_origins(k_origin, 1, num, self.canvas_shape[:2],
-                                     size)[0]
-    x = datasets.to_unit_range(anysize.crop(positive, index, origins, size))
-    if self.flip:
-      mirrored = jax.random.bernoulli(k_flip, 0.5, (num,))
-      x = jnp.where(mirrored[:, None, None, None], x[:, :, ::-1], x)
-    return x
-
-  def describe_data(self):
-    (h, w, c), n = self.canvas_shape, self.num_positives
-    return (f"{self.data_name} ({n} images of {h}×{w}, {c} "
-            f"channel{'' if c == 1 else 's'})")
-
-
-class ImageIGM(ImagePositives, igm.TextureIGM):
+class ImageIGM(igm.TextureIGM):
   """IGM (a critic per round) or IGM-single on a dataset of images."""
-  structural_keys = IGM_STRUCTURAL_KEYS
+  positives_kind = positives.ImageSet
 
 
-class ImageWINN(ImagePositives, winn.TextureWINN):
+class ImageWINN(winn.TextureWINN):
   """WINN-single or WINN with `winn.cascade` critics on a dataset of
   images."""
-
-  @property
-  def structural_keys(self):
-    # Where each cascade ends depends on `rounds` once there are several.
-    extra = ("rounds",) if self.config.winn.cascade > 1 else ()
-    return WINN_STRUCTURAL_KEYS + extra
+  positives_kind = positives.ImageSet
 
 
 def train_igm(config, workdir):

@@ -29,34 +29,25 @@ Generation climbs p0 through every critic of the cascade in order (one
 from introjax.errors import ConfigError
 from introjax.training import igm
 
-STRUCTURAL_KEYS = (
-    "trainer", "model.name", "model.features", "model.convs_per_stage",
-    "model.norm", "data.texture", "data.image_path", "data.image_size",
-    "data.pad", "data.channels", "train.optimizer", "winn.cascade",
-    "winn.patch_size", "winn.negative_size", "winn.negatives_per_round",
-    "winn.pool_rounds")
-
-
 class TextureWINN(igm.TextureTrainer):
   """WINN on a texture: `winn.cascade` critics, each trained for an equal
   share of the rounds."""
 
   section = "winn"
 
-  def __init__(self, config, mesh):
+  def __init__(self, config, mesh, shapes=None):
     cascade, rounds = config.winn.cascade, config.rounds
     if cascade < 1 or rounds % cascade:
       raise ConfigError(
           f"winn.cascade={cascade} must be ≥ 1 and divide rounds={rounds}, "
           "as each critic of the cascade trains for rounds/cascade rounds; "
           "set rounds to a multiple of winn.cascade.")
-    super().__init__(config, mesh)
+    super().__init__(config, mesh, shapes)
 
-  @property
-  def structural_keys(self):
+  def member_state_keys(self):
     # Where each cascade ends depends on `rounds` once there are several.
     extra = ("rounds",) if self.config.winn.cascade > 1 else ()
-    return STRUCTURAL_KEYS + extra
+    return ("winn.cascade",) + extra
 
   def rounds_per_critic(self):
     cascade = self.config.winn.cascade

@@ -1,0 +1,28 @@
+"""The one registry of members, by `config.trainer`: how to train each, and
+for those that generate from a saved cascade, the model class that
+restores it (`introjax.saved`).
+"""
+from typing import Callable, NamedTuple, Optional
+
+from introjax.training import icl
+from introjax.training import igm
+from introjax.training import images
+from introjax.training import winn
+
+
+class Member(NamedTuple):
+  train: Callable            # (config, workdir) -> state
+  model: Optional[type] = None  # the texture model class, if it samples
+
+
+MEMBERS = {
+    "igm": Member(igm.train_and_evaluate, igm.TextureIGM),
+    "winn": Member(winn.train_and_evaluate, winn.TextureWINN),
+    "igm_images": Member(images.train_igm, images.ImageIGM),
+    "winn_images": Member(images.train_winn, images.ImageWINN),
+    "icl": Member(icl.train_and_evaluate),
+}
+
+
+def sampling_members():
+  return {name: m.model for name, m in MEMBERS.items() if m.model}

@@ -1,0 +1,71 @@
+"""Score functions: what a sampler climbs, as `score_and_grad(x, key) ->
+(scores (B, P), ascent direction like x)`. The scores are what the stop
+rules read (P patch logits per sample, P = 1 for whole images); the
+direction is what the step rule moves along.
+
+    logit_ascent       each sample climbs its own logit (whole images)
+    patch_average      IGM §3.4 anysize canvases: fresh random patches per
+                       step, each pixel moved by the mean gradient of the
+                       patches covering it
+    with_fidelity      IGM §4.2 style transfer: adds the pull towards a
+                       content image
+    classified_as_own  ICL eq. 10: climb the class's own logit, score by the
+                       log-odds of being classified as that class
+"""
+import jax
+import jax.numpy as jnp
+
+from introjax.sampling import anysize
+
+
+def logit_ascent(logits_fn):
+  """Each sample climbs its own logit; `logits_fn(x) -> (B,)`. Samples are
+  independent, so the gradient of the sum is each sample's own gradient."""
+  def score_and_grad(x, key):
+    del key
+    logits, vjp = jax.vjp(logits_fn, x)
+    return logits[:, None], vjp(jnp.ones_like(logits))[0]
+  return score_and_grad
+
+
+def patch_average(logits_fn, patch, patches_per_canvas):
+  """Canvases scored by `patches_per_canvas` fresh random patches each step.
+
+  Returns patch logits (B, P) and the per-pixel average of the patch-logit
+  gradients, shaped like the canvases; pixels no patch covers this step do
+  not move.
+  """
+  def score_and_grad(canvases, key):
+    b, h, w, _ = canvases.shape
+    origins = anysize.random_origins(key, b, patches_per_canvas, (h, w),
+                                     patch)
+    crop = lambda c: anysize.extract_patches(c, origins, patch)
+    patches, crop_vjp = jax.vjp(crop, canvases)
+    logits, logits_vjp = jax.vjp(logits_fn, patches)
+    summed = crop_vjp(logits_vjp(jnp.ones_like(logits))[0])[0]
+    coverage = crop_vjp(jnp.ones_like(patches))[0][..., :1]
+    grad = summed / jnp.maximum(coverage, 1.0)
+    return logits.reshape(b, patches_per_canvas), grad
+  return score_and_grad
+
+
+def with_fidelity(score_and_grad, content, alpha):
+  """IGM §4.2: ascent on (1−α)·ln p(x) − α·‖x − content‖², so the
+  direction is (1−α)·∇ln p − 2α·(x − content)."""
+  def combined(x, key):
+    logits, grad = score_and_grad(x, key)
+    return logits, (1 - alpha) * grad - alpha * 2.0 * (x - content)
+  return combined
+
+
+def classified_as_own(synthesis_scores):
+  """ICL eq. 10 for a class-major batch: the direction is ∇ of each
+  sample's own-class logit; the score is the log-odds that it is classified
+  as its class (> 0: classified positive). `synthesis_scores(x) -> (own
+  logit (B,), decision (B,))`."""
+  def score_and_grad(x, key):
+    del key
+    (_, decision), vjp = jax.vjp(synthesis_scores, x)
+    grad = vjp((jnp.ones_like(decision), jnp.zeros_like(decision)))[0]
+    return decision[:, None], grad
+  return score_and_grad
