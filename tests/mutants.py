@@ -43,13 +43,14 @@ MUTATIONS = (
         "  return jnp.zeros_like(jnp.stack([rows, cols], axis=-1))",
         ("tests/test_sampling.py::test_anysize_gradient_equals_per_patch_loop",)),
     Mutation(
-        "fidelity-sign", "introjax/training/igm.py",
+        "fidelity-sign", "introjax/sampling/scores.py",
         "(1 - alpha) * grad - alpha * 2.0 * (x - content)",
         "(1 - alpha) * grad + alpha * 2.0 * (x - content)",
         ("tests/test_igm.py::test_sample_and_style_transfer_from_saved_model",)),
     Mutation(
         "windowed-never-stops", "introjax/sampling/stopping.py",
-        "    return WindowedProbability(window=synthesis.window, threshold=p)",
+        "    return WindowedProbability(window=synthesis.window,\n"
+        "                               threshold=synthesis.stop_probability)",
         "    return FixedSteps()",
         ("tests/test_igm.py::test_tiny_run_learns_and_writes_its_outputs",)),
     Mutation(
@@ -133,6 +134,71 @@ MUTATIONS = (
         "bench-runs-missing-torch", "introjax/bench.py",
         "      use_torch = False", "      pass",
         ("tests/test_bench.py::test_without_pytorch_the_reference_is_skipped",)),
+    Mutation(
+        "anysize-origins-miss-last-row", "introjax/sampling/anysize.py",
+        "  rows = jax.random.randint(k_row, shape, 0, canvas_hw[0] - patch + 1)",
+        "  rows = jax.random.randint(k_row, shape, 0, canvas_hw[0] - patch)",
+        ("tests/test_sampling.py::"
+         "test_random_origins_are_uniform_over_every_in_bounds_position",)),
+    Mutation(
+        "logit-stop-threshold-is-a-probability",
+        "introjax/sampling/stopping.py",
+        "    return LogitAbove(threshold=math.log(p / (1 - p)))",
+        "    return LogitAbove(threshold=p)",
+        ("tests/test_sampling.py::"
+         "test_build_stop_rule_is_the_rule_the_config_names",)),
+    Mutation(
+        "swd-one-std-for-all-channels", "introjax/eval/swd.py",
+        "  desc = desc / desc.std(axis=(0, 1, 2), keepdims=True)",
+        "  desc = desc / desc.std(keepdims=True)",
+        ("tests/test_swd.py::test_matches_a_float64_reference",)),
+    Mutation(
+        "bf16-logit-layer-reads-bf16", "introjax/models/layers.py",
+        "kernel_init=kernel_init)(x.astype(jnp.float32))",
+        "kernel_init=kernel_init)(x.astype(jnp.bfloat16))",
+        ("tests/test_precision.py::"
+         "test_bf16_logits_match_fp32_to_bf16_resolution",)),
+    Mutation(
+        "bf16-convolutions-in-float32", "introjax/models/layers.py",
+        "    y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), "
+        "self.stride)",
+        "    y = conv2d(x, kernel, self.stride)",
+        ("tests/test_precision.py::"
+         "test_bf16_logits_match_fp32_to_bf16_resolution",)),
+    Mutation(
+        "pool-never-wraps", "introjax/data/pool.py",
+        "write(pool.rounds, tags),\n"
+        "                        (pool.cursor + n) % capacity)",
+        "write(pool.rounds, tags),\n"
+        "                        jnp.minimum(pool.cursor + n, capacity - n))",
+        ("tests/test_compiles.py::test_the_pools_went_past_their_capacity",)),
+    Mutation(
+        "checkpoints-all-kept", "introjax/checkpoint.py",
+        "  def __init__(self, workdir, max_to_keep=2):",
+        "  def __init__(self, workdir, max_to_keep=None):",
+        ("tests/test_igm.py::test_only_the_last_two_checkpoints_are_kept",)),
+    Mutation(
+        "critic-nan-not-a-user-error", "introjax/training/igm.py",
+        "      raise NonFiniteError(\n"
+        '          f"NaN or Inf in the {self.critic_loss.culprit',
+        "      raise FloatingPointError(\n"
+        '          f"NaN or Inf in the {self.critic_loss.culprit',
+        ("tests/test_igm.py::"
+         "test_nonfinite_loss_on_the_command_line_is_one_sentence",)),
+    Mutation(
+        "sample-critics-only-counted", "introjax/sample.py",
+        "  if _CRITICS.value is not None:\n"
+        "    cascade = cascade_lib.first(cascade, _CRITICS.value)\n"
+        "  num_critics = int(cascade.count)",
+        "  num_critics = int(cascade.count)\n"
+        "  if _CRITICS.value is not None:\n"
+        "    num_critics = int(cascade_lib.first(cascade, _CRITICS.value).count)",
+        ("tests/test_igm.py::test_sample_command_uses_only_the_first_critics",)),
+    Mutation(
+        "sample-content-alpha-ignored", "introjax/sample.py",
+        "    image, _ = model.stylize(cascade, content, alpha, steps, key)",
+        "    image, _ = model.stylize(cascade, content, 1.0, steps, key)",
+        ("tests/test_igm.py::test_sample_command_renders_a_content_image",)),
 )
 
 

@@ -1,18 +1,20 @@
 """The negative pool at scale, on 8 simulated devices: split over the data
-axis, written in place per device, and never gathered to one device. Run
-with XLA_FLAGS=--xla_force_host_platform_device_count=8.
+axis, written in place per device, and never gathered to one device. The
+checks run in tests/multidevice_check.py's 8-device process (or alone with
+XLA_FLAGS=--xla_force_host_platform_device_count=8).
 
 A small analogue of a 100,000-canvas pool: if no compiled collective of the
 pool's writes or of the steps that sample it moves as many elements as the
 pool holds, the traffic is the batch's, whatever the pool's size.
 """
+import os
 import re
 import sys
 
 import jax
 import numpy as np
 
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import load_config  # pylint: disable=wrong-import-position
 from introjax import parallel  # pylint: disable=wrong-import-position
 from introjax.data import datasets  # pylint: disable=wrong-import-position
@@ -39,9 +41,10 @@ def largest_collective(compiled_text):
   return largest
 
 
-def check_writes_match_a_ring(mesh):
+def check_writes_match_a_ring(devices):
   """Batches of 8 into 24 slots on 8 devices (3 each): writes straddle
   devices; the result equals the single-array ring."""
+  mesh = parallel.make_mesh(devices)
   add = jax.jit(lambda p, b, r: pool_lib.pool_add(p, b, r, mesh=mesh))
   batch_sharding = parallel.batch_sharding(mesh)
   pool = jax.device_put(pool_lib.empty_pool(24, (2, 2, 1)),
@@ -62,12 +65,11 @@ def check_writes_match_a_ring(mesh):
     assert int(pool.cursor) == (r * 8) % 24
 
 
-def main():
-  devices = jax.devices()
-  assert len(devices) == 8, "set XLA_FLAGS=--xla_force_host_platform_device_count=8"
+def check_pool_never_gathered(devices):
+  """The IGM pool (128 canvases, 16 per device) is split, and neither its
+  writes nor the IGM and ICL classification steps that sample it run a
+  collective moving half as many elements as the pool holds."""
   mesh = parallel.make_mesh(devices)
-  check_writes_match_a_ring(mesh)
-
   config = load_config("igm_texture.py:tiny")
   config.igm.pool_rounds = 16          # 128 canvases: 16 per device
   igm = TextureIGM(config, mesh)
@@ -92,17 +94,18 @@ def main():
           f"{pool_elements if 'igm' in name else s.pool.images.size}")
     assert moved < (pool_elements if "igm" in name else s.pool.images.size) // 2, name
   print("pool sharded, never gathered")
-  check_image_positives_are_split(mesh, key)
 
 
-def check_image_positives_are_split(mesh, key):
+def check_image_positives_are_split(devices):
   """A dataset of images (the positives of IGM/WINN on faces, SVHN, CIFAR)
   is split over the devices like the pool, and a classification step moves
   a batch of it, not all of it."""
+  mesh = parallel.make_mesh(devices)
+  key = jax.random.PRNGKey(0)
   config = load_config("igm_celeba.py:tiny")
   config.data.max_images = 60          # 64 rows: 4 rows of padding
   faces = ImageIGM(config, mesh)
-  assert faces.positive.shape[0] == 64 and faces.num_positives == 60
+  assert faces.positive.shape[0] == 64 and faces.positives.count == 60
   assert faces.positive.addressable_shards[0].data.shape[0] == 8
   state = faces.init_state()
   dataset = faces.positive.size
@@ -119,5 +122,10 @@ def check_image_positives_are_split(mesh, key):
   print("image positives sharded, never gathered")
 
 
+CHECKS = {"pool_ring": check_writes_match_a_ring,
+          "pool_never_gathered": check_pool_never_gathered,
+          "image_positives": check_image_positives_are_split}
+
 if __name__ == "__main__":
-  main()
+  import multidevice_check  # pylint: disable=g-import-not-at-top
+  sys.exit(multidevice_check.run(list(CHECKS)))

@@ -18,8 +18,10 @@ def model_config(name, features=(8, 16), kernel_size=5):
 
 @pytest.fixture(scope="module")
 def resnet():
-  """A ResNet-32 on small 3-channel images, its params and logits function."""
-  net = classifiers.build_classifier(model_config("resnet32"), 10)
+  """ResNet-32's network with one block per stage (each kind of block and
+  shortcut once: the properties below hold block by block) on small
+  3-channel images, its params and logits function."""
+  net = classifiers.ResNet32(num_outputs=10, blocks_per_stage=1)
   init = jax.jit(classifiers.init_classifier, static_argnums=(0, 2))
   params = init(net, jax.random.PRNGKey(0), (12, 12, 3))
   return net, params, jax.jit(classifiers.classifier_logits(net))
@@ -52,6 +54,10 @@ def test_icl_conv_shape_and_finite_input_gradient():
 
 def test_resnet32_shape_and_finite_input_gradient(resnet):
   _, params, logits_fn = resnet
+  # The identity shortcut, and the 1×1 projections where a stage narrows.
+  assert "shortcut" not in params["stage0_block0"]
+  assert params["stage1_block0"]["shortcut"]["kernel"].shape == (1, 1, 16, 32)
+  assert params["stage2_block0"]["shortcut"]["kernel"].shape == (1, 1, 32, 64)
   x = jax.random.uniform(jax.random.PRNGKey(1), (3, 12, 12, 3), minval=-1)
   logits = logits_fn(params, x)
   assert logits.shape == (3, 10) and logits.dtype == jnp.float32

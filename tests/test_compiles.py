@@ -2,6 +2,10 @@
 kind of round has run (DESIGN §3): round 1 compiles the classification step,
 round 2 (ICL) the synthesis, and round 3 must compile nothing.
 
+The pools are made small enough that the runs go past their capacity: the
+ring buffer overwrites its oldest negatives in the rounds checked, where a
+write that wrapped differently would show as a new program.
+
 XLA compilations are counted with the event JAX records around every backend
 compile (jit functions and the eager ops outside them alike), attributed to
 the round whose `run_round` began last, so a round's checkpoint save and
@@ -10,6 +14,7 @@ sample images count in that round.
 import collections
 
 import jax
+import numpy as np
 import pytest
 
 from conftest import load_config
@@ -38,11 +43,15 @@ class _RoundMarks:
     return self._trainer.run_round(state, round_index)
 
 
-def _compiles_per_round(build, spec, workdir, rounds=3):
-  """Runs `rounds` rounds of `build(config, mesh)` through the harness;
-  returns {round: Counter of compiled function names}."""
+def _compiles_per_round(build, spec, workdir, rounds=3, pool_rounds=None):
+  """Runs `rounds` rounds of `build(config, mesh)` through the harness, its
+  pool keeping `pool_rounds` rounds (a (section, rounds) pair); returns
+  ({round: Counter of compiled function names}, the final state)."""
   config = load_config(spec)
   config.rounds = rounds
+  if pool_rounds is not None:
+    section, kept = pool_rounds
+    config[section].pool_rounds = kept
   compiled = []
 
   def listener(event, duration, **kwargs):
@@ -53,35 +62,74 @@ def _compiles_per_round(build, spec, workdir, rounds=3):
   trainer = _RoundMarks(build(config, parallel.make_mesh()), compiled)
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
-    harness.run_rounds(trainer, config, str(workdir))
+    state = harness.run_rounds(trainer, config, str(workdir))
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
   ends = {t: trainer.starts.get(t + 1, len(compiled))
           for t in trainer.starts}
   return {t: collections.Counter(compiled[trainer.starts[t]:ends[t]])
-          for t in trainer.starts}
+          for t in trainer.starts}, state
+
+
+def _pool_rounds(pool):
+  """The rounds whose negatives a pool holds."""
+  return set(np.asarray(jax.device_get(pool.rounds)).tolist()) - {-1}
 
 
 @pytest.fixture(scope="module")
-def icl_compiles(tmp_path_factory):
+def icl_run(tmp_path_factory):
+  """Synthesis from round 2 on, into a pool of one round: round 3's
+  negatives overwrite round 2's."""
   return _compiles_per_round(icl.IntrospectiveClassifier, "icl_digits.py:tiny",
-                             tmp_path_factory.mktemp("icl"))
+                             tmp_path_factory.mktemp("icl"),
+                             pool_rounds=("icl", 1))
 
 
 @pytest.fixture(scope="module")
-def igm_compiles(tmp_path_factory):
+def icl_compiles(icl_run):
+  return icl_run[0]
+
+
+@pytest.fixture(scope="module")
+def igm_run(tmp_path_factory):
+  """p0's negatives and two rounds' fill the pool: rounds 2 and 3 overwrite
+  p0's and round 1's."""
   return _compiles_per_round(igm.TextureIGM, "igm_texture.py:tiny",
-                             tmp_path_factory.mktemp("igm"))
+                             tmp_path_factory.mktemp("igm"),
+                             pool_rounds=("igm", 2))
 
 
 @pytest.fixture(scope="module")
-def winn_cascade_compiles(tmp_path_factory):
-  """WINN with two critics of two rounds each: round 3 starts the second."""
+def igm_compiles(igm_run):
+  return igm_run[0]
+
+
+@pytest.fixture(scope="module")
+def winn_cascade_run(tmp_path_factory):
+  """WINN with two critics of two rounds each (round 3 starts the second),
+  its pool two rounds deep (rounds 2, 3 and 4 overwrite)."""
   def build(config, mesh):
     config.winn.cascade, config.rounds = 2, 4
     return winn.TextureWINN(config, mesh)
   return _compiles_per_round(build, "winn_texture.py:tiny",
-                             tmp_path_factory.mktemp("winn"), rounds=4)
+                             tmp_path_factory.mktemp("winn"), rounds=4,
+                             pool_rounds=("winn", 2))
+
+
+@pytest.fixture(scope="module")
+def winn_cascade_compiles(winn_cascade_run):
+  return winn_cascade_run[0]
+
+
+def test_the_pools_went_past_their_capacity(icl_run, igm_run,
+                                            winn_cascade_run):
+  pools = {name: s.pool for name, s in icl_run[1].items()
+           if _pool_rounds(s.pool)}
+  assert pools  # the variants that synthesise
+  for name, pool in pools.items():
+    assert _pool_rounds(pool) == {3}, name
+  assert _pool_rounds(igm_run[1].pool) == {2, 3}
+  assert _pool_rounds(winn_cascade_run[1].pool) == {3, 4}
 
 
 def test_icl_round_3_compiles_nothing(icl_compiles):
@@ -95,10 +143,11 @@ def test_icl_round_2_does_not_recompile_the_classification_step(
   assert not icl_compiles[2]["jit(_train_fn)"], icl_compiles[2]
 
 
-def test_igm_round_3_compiles_nothing(igm_compiles):
+def test_igm_compiles_nothing_after_round_1(igm_compiles):
   assert igm_compiles[1]["jit(_train_critic_fn)"] >= 1
   assert igm_compiles[1]["jit(_synthesize_fn)"] >= 1
-  assert not igm_compiles[3], igm_compiles[3]
+  for t in (2, 3):
+    assert not igm_compiles[t], (t, igm_compiles[t])
 
 
 def test_igm_steps_compile_once(igm_compiles):

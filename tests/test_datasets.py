@@ -178,13 +178,51 @@ def test_tfds_mock(name, train_split, shape):
   assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0
 
 
-def test_tfds_max_train_cuts_before_decoding():
+def _count_decodes(monkeypatch):
+  """Records (split, index) of every example a TFDS data source decodes."""
+  from tensorflow_datasets.core.data_sources import base
+  decoded = []
+  read_one, read_many = (base.BaseDataSource.__getitem__,
+                         base.BaseDataSource.__getitems__)
+
+  def getitem(self, key):
+    decoded.append((str(self.split), int(key)))
+    return read_one(self, key)
+
+  def getitems(self, keys):
+    decoded.extend((str(self.split), int(k)) for k in keys)
+    return read_many(self, keys)
+
+  monkeypatch.setattr(base.BaseDataSource, "__getitem__", getitem)
+  monkeypatch.setattr(base.BaseDataSource, "__getitems__", getitems)
+  return decoded
+
+
+def test_tfds_max_train_and_process_rows_cut_before_decoding(monkeypatch):
   import tensorflow_datasets as tfds
+  decoded = _count_decodes(monkeypatch)
+  config = data_config(source="tfds", name="svhn_cropped",
+                       train_split="train+extra", max_train=150, max_test=10)
   with tfds.testing.mock_data(num_examples=100):
-    train, _ = datasets.load_classification(data_config(
-        source="tfds", name="svhn_cropped", train_split="train+extra",
-        max_train=150, max_test=10))
+    train, _ = datasets.load_classification(config)
+    whole = [d for d in decoded if d[0] != "test"]
+    del decoded[:]
+    # This process holds rows [60, 120) of the 150: train 60..99, extra 0..19.
+    part, _ = datasets.load_classification(config,
+                                           train_rows=lambda n: (60, 120))
+    mine = [d for d in decoded if d[0] != "test"]
   assert train.images.shape == (150, 32, 32, 3)
+  # All of train, the first 50 of extra, each once; plus example 0 read
+  # again for the image shape.
+  expected = ([("train", i) for i in range(100)] +
+              [("extra", i) for i in range(50)])
+  assert sorted(whole) == sorted(expected + [("train", 0)])
+  assert len(part) == 60 and part.total == 150
+  np.testing.assert_array_equal(part.images, train.images[60:120])
+  np.testing.assert_array_equal(part.labels, train.labels[60:120])
+  assert sorted(mine) == sorted([("train", 0)] +
+                                [("train", i) for i in range(60, 100)] +
+                                [("extra", i) for i in range(20)])
 
 
 def test_tfds_unprepared_names_dataset_and_dir(tmp_path, monkeypatch):

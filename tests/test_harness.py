@@ -1,5 +1,8 @@
 """The shared round loop's own options: the profiler trace of one round."""
+import copy
 import json
+
+import pytest
 
 from conftest import load_config
 from introjax import parallel
@@ -7,16 +10,20 @@ from introjax.training import harness
 from introjax.training import icl
 
 
-def _tiny_icl(rounds, profile_round):
+@pytest.fixture(scope="module")
+def tiny_icl():
+  """A 2-round tiny ICL config tracing round 2, and one trainer for it that
+  every test here runs (its programs compile once)."""
   config = load_config("icl_digits.py:tiny")
-  config.rounds = rounds
-  config.profile_round = profile_round
+  config.rounds = 2
+  config.profile_round = 2
   config.icl.variants = ("baseline", "icl")
   return config, icl.IntrospectiveClassifier(config, parallel.make_mesh())
 
 
-def test_profile_round_writes_one_trace_and_the_usual_metrics(tmp_path):
-  config, trainer = _tiny_icl(rounds=2, profile_round=2)
+def test_profile_round_writes_one_trace_and_the_usual_metrics(tmp_path,
+                                                              tiny_icl):
+  config, trainer = tiny_icl
   harness.run_rounds(trainer, config, str(tmp_path))
   # jax.profiler.trace writes plugins/profile/<time>/<host>.xplane.pb.
   runs = list((tmp_path / "profile" / "plugins" / "profile").iterdir())
@@ -30,8 +37,11 @@ def test_profile_round_writes_one_trace_and_the_usual_metrics(tmp_path):
   assert (tmp_path / "samples" / "icl_round_002.png").exists()
 
 
-def test_profile_round_zero_and_configs_without_it_write_no_trace(tmp_path):
-  config, trainer = _tiny_icl(rounds=1, profile_round=0)
+def test_profile_round_zero_and_configs_without_it_write_no_trace(tmp_path,
+                                                                  tiny_icl):
+  config, trainer = tiny_icl
+  config = copy.deepcopy(config)
+  config.rounds, config.profile_round = 1, 0
   harness.run_rounds(trainer, config, str(tmp_path / "off"))
   del config["profile_round"]  # configs that predate the field still run
   harness.run_rounds(trainer, config, str(tmp_path / "absent"))

@@ -3,22 +3,29 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
+from introjax.errors import ConfigError
 from introjax.models.critics import DCGANCritic, init_critic
 from introjax.sampling import anysize
-from introjax.sampling.ascent import AscentSettings, ascend, logit_ascent
+from introjax.sampling import scores
+from introjax.sampling.ascent import AscentSettings, ascend
+from introjax.sampling.scores import logit_ascent
 from introjax.sampling.stopping import (FixedSteps, LogitAbove,
                                         PerSampleThreshold,
-                                        WindowedProbability)
+                                        WindowedProbability, build_stop_rule)
 
 
 @pytest.fixture(scope="module")
 def critic():
   model = DCGANCritic(features=(4, 8))
-  params = init_critic(model, jax.random.PRNGKey(0), (16, 16, 3))
-  return functools.partial(lambda p, x: model.apply({"params": p}, x), params)
+  # Compiled: op-by-op dispatch of the critic is many times slower on CPU.
+  params = jax.jit(lambda key: init_critic(model, key, (16, 16, 3)))(
+      jax.random.PRNGKey(0))
+  return jax.jit(functools.partial(
+      lambda p, x: model.apply({"params": p}, x), params))
 
 
 def noise(batch, shape=(16, 16, 3), seed=1):
@@ -132,29 +139,107 @@ def test_nonfinite_gradients_are_flagged():
   assert stats.nonfinite
 
 
-def test_anysize_gradient_equals_per_patch_loop(critic):
+def per_patch_reference(critic, canvases, origins, patch):
+  """Plain loop: each patch's logit, and per pixel the sum of the gradients
+  of the patches covering it over how many cover it (float64)."""
+  canvases = np.asarray(canvases)
+  pieces = np.stack([canvases[b, r:r + patch, c:c + patch]
+                     for b in range(len(canvases)) for r, c in origins[b]])
+  # Each patch on its own: its logit and the gradient of that logit alone.
+  one = lambda p: critic(p[None])[0]
+  logits, grads = jax.jit(jax.vmap(jax.value_and_grad(one)))(pieces)
+  logits = np.asarray(logits, np.float64).reshape(origins.shape[:2])
+  grads = np.asarray(grads, np.float64).reshape(origins.shape[:2] +
+                                                pieces.shape[1:])
+  summed = np.zeros(canvases.shape)
+  count = np.zeros(canvases.shape[:3] + (1,))
+  for b in range(canvases.shape[0]):
+    for k, (r, c) in enumerate(origins[b]):
+      summed[b, r:r + patch, c:c + patch] += grads[b, k]
+      count[b, r:r + patch, c:c + patch] += 1
+  return logits, summed / np.maximum(count, 1), count
+
+
+# Hand-picked corners on a 21×19 canvas with 16×16 patches (rows 0…5,
+# columns 0…3): both far corners, a patch drawn twice, gaps and overlaps.
+_PINNED_ORIGINS = np.array([[[0, 0], [5, 3], [2, 1], [2, 1], [5, 0]],
+                            [[3, 2], [0, 3], [1, 0], [4, 1], [5, 3]]])
+
+
+def test_anysize_gradient_equals_per_patch_loop(critic, monkeypatch):
   canvases = noise(2, (21, 19, 3), seed=3)
   patch, per_canvas = 16, 5
   key = jax.random.PRNGKey(7)
-  logits, grad = anysize.patch_averaged_ascent(critic, patch, per_canvas)(
-      canvases, key)
+  ascent = lambda: jax.jit(scores.patch_average(critic, patch,
+                                                         per_canvas))
 
-  origins = np.asarray(anysize.random_origins(key, 2, per_canvas, (21, 19),
-                                              patch))
-  one_grad = jax.grad(lambda p: critic(p[None])[0])
-  summed = np.zeros(canvases.shape)
-  count = np.zeros(canvases.shape[:3] + (1,))
-  expected_logits = np.zeros((2, per_canvas))
-  for b in range(2):
-    for k, (r, c) in enumerate(origins[b]):
-      piece = canvases[b, r:r + patch, c:c + patch]
-      expected_logits[b, k] = critic(piece[None])[0]
-      summed[b, r:r + patch, c:c + patch] += one_grad(piece)
-      count[b, r:r + patch, c:c + patch] += 1
-  expected = summed / np.maximum(count, 1)
-  assert (count == 0).any() and (count > 1).any()  # gaps and overlaps tested
-  np.testing.assert_allclose(logits, expected_logits, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-7)
+  # The averaging, on origins fixed here rather than drawn.
+  calls = []
+
+  def pinned(key, num_canvases, patches_per_canvas, canvas_hw, patch_size):
+    calls.append((num_canvases, patches_per_canvas, tuple(canvas_hw),
+                  patch_size))
+    return jnp.asarray(_PINNED_ORIGINS)
+
+  with monkeypatch.context() as m:
+    m.setattr(anysize, "random_origins", pinned)
+    pinned_out = ascent()(canvases, key)
+  assert calls == [(2, per_canvas, (21, 19), patch)]
+  # The sampler's own draw: spread-out origins that differ between canvases
+  # (test_random_origins_* checks their distribution).
+  drawn_out = ascent()(canvases, key)
+  drawn = np.asarray(anysize.random_origins(key, 2, per_canvas, (21, 19),
+                                            patch))
+  assert all(len({tuple(o) for o in canvas}) >= 3 for canvas in drawn)
+  assert not np.array_equal(drawn[0], drawn[1])
+
+  # One reference pass over both sets of origins.
+  expected_logits, expected, count = per_patch_reference(
+      critic, np.concatenate([canvases, canvases]),
+      np.concatenate([_PINNED_ORIGINS, drawn]), patch)
+  assert (count[:2] == 0).any() and (count[:2] > 1).any()  # gaps, overlaps
+  for i, (logits, grad) in enumerate((pinned_out, drawn_out)):
+    part = slice(2 * i, 2 * i + 2)
+    np.testing.assert_allclose(logits, expected_logits[part], rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(grad, expected[part], rtol=1e-4, atol=1e-7)
+
+
+def test_random_origins_are_uniform_over_every_in_bounds_position():
+  hw, patch = (21, 19), 16  # 6 row positions × 4 column positions
+  origins = np.asarray(anysize.random_origins(jax.random.PRNGKey(0), 4, 6000,
+                                              hw, patch))
+  assert origins.shape == (4, 6000, 2)
+  rows, cols = origins[..., 0], origins[..., 1]
+  assert rows.min() >= 0 and cols.min() >= 0
+  assert rows.max() <= hw[0] - patch and cols.max() <= hw[1] - patch
+  counts = np.zeros((hw[0] - patch + 1, hw[1] - patch + 1))
+  np.add.at(counts, (rows.ravel(), cols.ravel()), 1)
+  # Every (row, column) pair drawn about equally often: within 5 binomial
+  # standard deviations of 24,000 / 24 = 1,000 each.
+  expected = rows.size / counts.size
+  assert np.abs(counts - expected).max() < 5 * np.sqrt(expected), counts
+  # Canvases and keys draw independently.
+  assert not np.array_equal(origins[0], origins[1])
+  other = anysize.random_origins(jax.random.PRNGKey(1), 4, 6000, hw, patch)
+  assert not np.array_equal(origins, np.asarray(other))
+
+
+def test_build_stop_rule_is_the_rule_the_config_names():
+  synthesis = ml_collections.ConfigDict(dict(stop="windowed", window=7,
+                                             stop_probability=0.6))
+  assert build_stop_rule(synthesis) == WindowedProbability(window=7,
+                                                           threshold=0.6)
+  synthesis.stop = "logit"
+  rule = build_stop_rule(synthesis)
+  assert isinstance(rule, LogitAbove)
+  # P(positive) > 0.6 is logit > ln(0.6 / 0.4).
+  np.testing.assert_allclose(rule.threshold, np.log(1.5), rtol=1e-12)
+  synthesis.stop = "fixed"
+  assert build_stop_rule(synthesis) == FixedSteps()
+  synthesis.stop = "window"
+  with pytest.raises(ConfigError, match="Unknown synthesis.stop='window'"):
+    build_stop_rule(synthesis)
 
 
 def test_patch_count_keeps_training_density():

@@ -23,6 +23,7 @@ from introjax.models import cascade as cascade_lib
 from introjax.models import winn as winn_models
 from introjax.objectives import wasserstein
 from introjax.sampling import anysize
+from introjax.sampling import p0
 from introjax.training import igm
 from introjax.training.winn import TextureWINN, train_and_evaluate
 
@@ -98,6 +99,38 @@ def test_tiny_run_learns_and_writes_its_outputs(model, runs):
   assert final_png.size == (32, 32)
 
 
+def test_round_thresholds_lie_between_positive_logits(model, runs):
+  """Round 3's synthesis replayed with its key and critic: every negative
+  had its own threshold, drawn between the lowest and highest mean patch
+  logit of the positives the rule scored, and stopped once above it."""
+  state, t = runs["state"], 3
+  _, k_syn, k_init = jax.random.split(jax.random.fold_in(model.base_key, t),
+                                      3)
+  start = model.initial_negatives(k_init, model.sec.negatives_per_round)
+  negatives, stats, thresholds = model._synthesize(model.positive,
+                                                   state.critic, start, k_syn)
+  np.testing.assert_array_equal(negatives, state.negatives)
+  thresholds = np.asarray(thresholds)
+  with open(os.path.join(runs["full"], "metrics.jsonl")) as f:
+    logged = [json.loads(line) for line in f][t - 1]
+  assert logged["synthesis_threshold_min"] == pytest.approx(thresholds.min())
+  assert logged["synthesis_threshold_max"] == pytest.approx(thresholds.max())
+  # The positives the rule scored, each patch through the critic alone.
+  n = model.config.synthesis.threshold_positives
+  patches = model._patches_for(model.negative_shape[:2])
+  k_pos, _ = jax.random.split(jax.random.fold_in(k_syn, 1))
+  crops = np.asarray(model.positive_patches(k_pos, n * patches, model.patch))
+  scores = np.array([float(model.logits(state.critic, crop[None])[0])
+                     for crop in crops]).reshape(n, patches).mean(axis=1)
+  assert scores.min() <= thresholds.min() and thresholds.max() <= scores.max()
+  assert len(np.unique(thresholds)) == len(thresholds) == len(negatives)
+  stopped = np.asarray(stats.stopped)
+  assert stopped.any()
+  assert np.all(np.asarray(stats.last_logit)[stopped] > thresholds[stopped])
+  assert np.all(np.asarray(stats.steps)[~stopped]
+                == model.settings.max_steps)
+
+
 def test_resumed_run_equals_uninterrupted_run(model, runs):
   train(model, runs["killed"])
   resumed, last = restore_latest(model, runs["killed"])
@@ -110,7 +143,8 @@ def test_p0_canvases_extend_the_app_d_initialiser(model):
   # At the patch size the canvas initialiser is App. D's network itself.
   key = jax.random.PRNGKey(4)
   shape = (16, 16, 1)
-  ours = igm._upsampling_canvases(*jax.random.split(key), 8, shape, 16)
+  net_key, z_key = jax.random.split(key)
+  ours = p0.upsampling(z_key, 8, shape, network_key=net_key, patch=16)
   np.testing.assert_allclose(
       ours, winn_models.initial_negatives(key, 8, shape), atol=1e-5)
   # A larger canvas is one sample per image, in [−1, 1], of the same net.
@@ -152,12 +186,20 @@ def test_cascade_of_two_critics(tmp_path):
   del model.run_round
   train(model, killed)
   assert_trees_equal(restore_latest(model, killed), restore_latest(model, full))
-  # Generation climbs p0 through both critics in order.
-  textures, stats = model.generate(state.cascade, 2, 24,
-                                   jax.random.PRNGKey(1))
+  # Generation climbs p0 through both critics in order: the second stage
+  # takes steps from where the first ended, which the first critic alone
+  # (the same stack, count 1) stops at.
+  key = jax.random.PRNGKey(1)
+  textures, stats = model.generate(state.cascade, 2, 24, key)
   assert textures.shape == (2, 24, 24, 1)
   assert np.isfinite(textures).all() and np.abs(textures).max() <= 1.0
-  assert stats.steps.shape == (2, 2) and stats.steps.sum() > 0
+  steps = np.asarray(stats.steps)
+  assert steps.shape == (2, 2) and steps[0].sum() > 0 and steps[1].sum() > 0
+  one, one_stats = model.generate(cascade_lib.first(state.cascade, 1), 2, 24,
+                                  key)
+  np.testing.assert_array_equal(one_stats.steps[0], steps[0])
+  np.testing.assert_array_equal(one_stats.steps[1], 0)
+  assert np.abs(np.asarray(textures) - np.asarray(one)).max() > 1e-3
 
 
 def test_nan_gradient_penalty_stops_and_keeps_checkpoint(

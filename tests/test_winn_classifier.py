@@ -4,6 +4,7 @@ through the CLI (results table with the FGSM rows, paired batches, per-class
 early stop), resume, and bad settings stopping with one sentence."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -148,16 +149,18 @@ def trainer():
 
 def test_resume_after_round_one_equals_uninterrupted(tmp_path, cli_run,
                                                      trainer):
-  config = load_config("winn_mnist_cls.py:tiny")
-  first = load_config("winn_mnist_cls.py:tiny")
-  first.rounds = 1
+  # The CLI run as it stood after round 1: its round-2 checkpoint removed.
   workdir = str(tmp_path / "resumed")
-  state = harness.run_rounds(trainer, first, workdir)
+  shutil.copytree(cli_run, workdir)
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "2"))
+  items, latest = restore_latest(trainer, workdir)
+  assert latest == 1
   # Same weights after round 1: the α term waits for pseudo-negatives.
+  variants = items["variants"]
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
-               jax.device_get(state["baseline"].params),
-               jax.device_get(state["winn"].params))
-  resumed = harness.run_rounds(trainer, config, workdir)
+               variants["baseline"]["params"], variants["winn"]["params"])
+  resumed = harness.run_rounds(trainer, load_config("winn_mnist_cls.py:tiny"),
+                               workdir)
   uninterrupted, latest = restore_latest(trainer, cli_run)
   assert latest == 2
   jax.tree.map(np.testing.assert_array_equal,
@@ -184,7 +187,7 @@ def test_synthesis_stops_each_sample_at_its_class_threshold(cli_run,
   assert stopped.any()
   # Every threshold lies between the smallest and largest class-k logit of
   # the class's training images (the sample it was drawn from is a subset).
-  logits = np.asarray(run.heads.class_logits(
+  logits = np.asarray(jax.jit(run.heads.class_logits)(
       params, datasets.to_unit_range(run.images)))
   labels = np.asarray(run.labels)
   for k in range(10):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from introjax.errors import ConfigError, UserError
-from introjax.sampling.ascent import AscentSettings, ascend, logit_ascent
+from introjax.sampling.ascent import AscentSettings, ascend
+from introjax.sampling.scores import logit_ascent
 from introjax.sampling.stopping import (FixedSteps, PerSampleThreshold,
                                         winn_thresholds)
 
