@@ -192,8 +192,10 @@ MUTATIONS = (
         "  num_critics = int(cascade.count)",
         "  num_critics = int(cascade.count)\n"
         "  if _CRITICS.value is not None:\n"
-        "    num_critics = int(cascade_lib.first(cascade, _CRITICS.value).count)",
-        ("tests/test_igm.py::test_sample_command_uses_only_the_first_critics",)),
+        "    num_critics = int(cascade_lib.first(cascade, "
+        "_CRITICS.value).count)",
+        ("tests/test_igm.py::"
+         "test_sample_command_uses_only_the_first_critics",)),
     Mutation(
         "sample-content-alpha-ignored", "introjax/sample.py",
         "    image, _ = model.stylize(cascade, content, alpha, steps, key)",

@@ -87,7 +87,8 @@ def check_pool_never_gathered(devices):
   icl = IntrospectiveClassifier(config, mesh)
   s = icl.init_state()["icl"]
   programs["icl classification step"] = icl._train.lower(
-      s.params, s.opt_state, s.pool, (icl.images, icl.labels), key, 2)
+      s.params, s.opt_state, s.pool, (icl.images, icl.labels), key, 2,
+      icl.decay_step("icl"))
   for name, lowered in programs.items():
     moved = largest_collective(lowered.compile().as_text())
     print(f"{name}: largest collective {moved} elements, pool "

@@ -254,15 +254,13 @@ def _round_3_from_copy(tiny_run, tmp_path, **train):
 
 
 def test_nan_in_training_stops_and_keeps_checkpoint(tmp_path, trainer,
-                                                    tiny_run, monkeypatch):
+                                                    tiny_run):
   workdir, config = _round_3_from_copy(tiny_run, tmp_path,
                                        learning_rate=1e30)
   saved, _ = restore_latest(trainer, workdir)
-  # The compiled trainer, as built from this config: the learning rate is
-  # an argument of its steps, read from the config every round.
-  monkeypatch.setattr(trainer, "config", config)
+  # A fresh trainer: the learning rate is part of its compiled steps.
   with pytest.raises(NonFiniteError) as error:
-    _train_and_evaluate(trainer, config, workdir)
+    icl.train_and_evaluate(config, workdir)
   _one_sentence(str(error.value), "NaN or Inf in the baseline classifier's "
                 "loss or weights in round 3", "lower train.learning_rate")
   restored, last = restore_latest(trainer, workdir)

@@ -85,7 +85,8 @@ def reference_swd(images_a, images_b, seed, nhood_size, nhoods_per_image,
     k_y, k_x = jax.random.split(k_pos)
     side = la.shape[2]
     corners = [np.asarray(jax.random.randint(
-        k, (n, nhoods_per_image), 0, side - nhood_size + 1)) for k in (k_y, k_x)]
+        k, (n, nhoods_per_image), 0, side - nhood_size + 1))
+               for k in (k_y, k_x)]
 
     def descriptors(pyramid_level):
       cut = []
