@@ -35,10 +35,10 @@ MEMBERS = {
         ["--size=24", "--num_images=2"],
         ["--size=24", "--num_images=1", "--critics=1"],
         ["--content=camera", "--alpha=0.3", "--content_size=48"]]),
-    "igm_single": ("igm_texture.py:tiny", ["--config.igm.single=True"], []),
+    "igm_single": ("igm_texture.py:tiny", ["--config.cascade.single=True"], []),
     "winn_texture": ("winn_texture.py:tiny", [], [
         ["--size=32", "--num_images=2"]]),
-    "winn_cascade": ("winn_texture.py:tiny", ["--config.winn.cascade=3"], [
+    "winn_cascade": ("winn_texture.py:tiny", ["--config.cascade.critics=3"], [
         ["--size=32", "--num_images=2", "--critics=2"]]),
     "igm_faces": ("igm_celeba.py:tiny", [], []),
     "winn_faces": ("winn_celeba.py:tiny", [], []),

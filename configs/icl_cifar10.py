@@ -23,7 +23,7 @@ def get_config(variant=""):
   c.train.batch_size = 128
   c.train.learning_rate = 0.1    # the ResNet recipe's rate (ICL cites it)
   c.train.weight_decay = 2e-4
-  c.icl.negatives_per_class = 20
-  c.icl.pool_rounds = 30
+  c.negatives.per_class = 20
+  c.pool.rounds = 30
   c.eval.every_rounds = 5
   return c

@@ -48,9 +48,16 @@ def get_config(variant=""):
   c.icl.mode = "softmax"         # softmax (eq. 11) | one_vs_all | binary
   c.icl.variants = ("baseline", "icl_noise", "icl")
   c.icl.positive_class = 0       # the positive class of mode=binary
-  c.icl.negatives_per_class = 20  # l: pseudo-negatives per class per round
-  c.icl.init_std = 0.3           # p_r = N(0, init_std²)
-  c.icl.pool_rounds = 10         # rounds of pseudo-negatives the pool keeps
+
+  c.negatives = ml_collections.ConfigDict()
+  c.negatives.per_class = 20     # l: pseudo-negatives per class per round
+
+  c.p0 = ml_collections.ConfigDict()
+  c.p0.name = "gaussian"         # p_r (sampling/p0.py)
+  c.p0.std = 0.3                 # p_r = N(0, std²)
+
+  c.pool = ml_collections.ConfigDict()
+  c.pool.rounds = 10             # rounds of pseudo-negatives the pool keeps
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 64        # ICL §4: 64 (MNIST), 128 (CIFAR-10, SVHN)
@@ -93,8 +100,10 @@ def get_config(variant=""):
   c.winn.synthesis.langevin_noise = True
 
   c.eval = ml_collections.ConfigDict()
+  c.eval.per_round = "test_error"  # evaluators by name (eval/evaluators.py),
+  c.eval.final = "test_error,fgsm"  # final: into results.md / results.json
+  c.eval.every_rounds = 1        # per_round's metrics every N rounds
   c.eval.batch_size = 500
-  c.eval.every_rounds = 1        # test error in the metrics every N rounds
   # FGSM step on the [-1, 1] scale: 0.25 here is ICL §4.1's 0.125 on [0, 1]
   # (and WINN §5.6's 0.25 on [-1, 1]).
   c.eval.fgsm_eps = 0.25
@@ -105,8 +114,8 @@ def get_config(variant=""):
   if variant == "tiny":
     c.rounds = 2
     c.model.features = (8, 16)
-    c.icl.negatives_per_class = 4
-    c.icl.pool_rounds = 2
+    c.negatives.per_class = 4
+    c.pool.rounds = 2
     c.train.batch_size = 32
     c.train.epochs_per_round = 3.0
     c.synthesis.max_steps = 10

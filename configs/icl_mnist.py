@@ -25,14 +25,14 @@ def get_config(variant=""):
   c.data.source = "tfds"
   c.data.name = "mnist"
   c.model.features = (64, 128, 256, 512)
-  c.icl.negatives_per_class = 20
-  c.icl.pool_rounds = 30
+  c.negatives.per_class = 20
+  c.pool.rounds = 30
   c.eval.every_rounds = 5
   if variant == "cpu":
     c.rounds = 8
     c.data.max_train = 2000
     c.model.features = (32, 64, 128, 256)
-    c.icl.pool_rounds = 8
+    c.pool.rounds = 8
     c.train.epochs_per_round = 2.0
     c.train.decay_round = 6
     c.eval.every_rounds = 2

@@ -20,5 +20,5 @@ def get_config(variant=""):
   c.rounds = 20
   c.train.epochs_per_round = 2.0  # train + extra is 604,388 images
   c.train.decay_round = 15
-  c.icl.pool_rounds = 20
+  c.pool.rounds = 20
   return c

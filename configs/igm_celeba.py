@@ -20,7 +20,7 @@ Variants, chosen after a colon:
            50 + 50, 200 negatives per round, 12 rounds (WINN §5.3 compares
            against INNg with 12 CNNs). Meant for an accelerator.
   tiny     16×16 faces and a few steps, for tests.
---config.igm.single=True gives IGM-single. The workdir gets the same
+--config.cascade.single=True gives IGM-single. The workdir gets the same
 checkpoints/, metrics.jsonl and samples/ as a WINN run.
 """
 import ml_collections
@@ -52,13 +52,19 @@ def get_config(variant=""):
   c.model.kernel_size = 5
   c.model.norm = "layer"
 
-  c.igm = ml_collections.ConfigDict()
-  c.igm.single = False           # IGM-single: one critic, synthesis from noise
-  c.igm.negatives_per_round = 32
-  c.igm.init = "gaussian"        # p0 = N(0, init_std²)
-  c.igm.init_std = 0.3
-  c.igm.pool_rounds = 11         # keeps p0's samples and every round's
-  c.igm.recency_decay = 0.7      # weight of a negative `a` rounds old: decay**a
+  c.cascade = ml_collections.ConfigDict()
+  c.cascade.single = False       # IGM-single: one critic, synthesis from noise
+
+  c.negatives = ml_collections.ConfigDict()
+  c.negatives.per_round = 32
+
+  c.p0 = ml_collections.ConfigDict()
+  c.p0.name = "gaussian"         # p0 = N(0, std²)
+  c.p0.std = 0.3
+
+  c.pool = ml_collections.ConfigDict()
+  c.pool.rounds = 11             # keeps p0's samples and every round's
+  c.pool.recency_decay = 0.7     # weight of a negative `a` rounds old: decay**a
 
   c.train = ml_collections.ConfigDict()
   c.train.optimizer = "sgd"
@@ -85,7 +91,9 @@ def get_config(variant=""):
 
   c.log = ml_collections.ConfigDict()
   c.log.num_samples = 32
-  c.log.swd = True
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.per_round = "swd"       # SWD to real images (eval/evaluators.py)
 
   if variant in ("celeba", "paper"):
     c.data.source, c.data.name = "tfds", "celeb_a"
@@ -94,8 +102,8 @@ def get_config(variant=""):
   if variant == "paper":
     c.rounds = 12
     c.model.features = (64, 128, 256, 512)
-    c.igm.negatives_per_round = 200
-    c.igm.pool_rounds = 13
+    c.negatives.per_round = 200
+    c.pool.rounds = 13
     c.train.batch_size = 50
     c.train.max_steps = 1000
     c.synthesis.max_steps = 500
@@ -105,8 +113,8 @@ def get_config(variant=""):
     c.data.image_size = 16
     c.data.max_images = 64
     c.model.features = (8, 16)
-    c.igm.negatives_per_round = 8
-    c.igm.pool_rounds = 3
+    c.negatives.per_round = 8
+    c.pool.rounds = 3
     c.train.batch_size = 8
     c.train.max_steps = 30
     c.synthesis.max_steps = 15

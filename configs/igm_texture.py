@@ -9,7 +9,7 @@ Variants, chosen after a colon:
            patches, the full DCGAN critic, 200 negatives and 1000 patches per
            step, 70 rounds. Meant for an accelerator.
   tiny     16×16 patches and a few steps, for tests.
-Any field can be overridden, e.g. --config.igm.single=True for IGM-single or
+Any field can be overridden, e.g. --config.cascade.single=True for IGM-single or
 --config.data.image_path=my_texture.jpg.
 """
 import ml_collections
@@ -37,14 +37,22 @@ def get_config(variant=""):
   c.model.kernel_size = 5
   c.model.norm = "layer"
 
-  c.igm = ml_collections.ConfigDict()
-  c.igm.single = False           # IGM-single: one critic, synthesis from noise
-  c.igm.patch_size = 32
-  c.igm.negatives_per_round = 32  # canvases synthesised per round (l)
-  c.igm.patches_per_image = 8     # patches per canvas per step
-  c.igm.init_std = 0.3            # p0 = N(0, init_std²)
-  c.igm.pool_rounds = 20          # the pool keeps this many rounds of negatives
-  c.igm.recency_decay = 0.7       # weight of a negative `a` rounds old: decay**a
+  c.data.patch_size = 32         # the critic's input: random crops of it
+
+  c.cascade = ml_collections.ConfigDict()
+  c.cascade.single = False       # IGM-single: one critic, synthesis from noise
+
+  c.negatives = ml_collections.ConfigDict()
+  c.negatives.per_round = 32     # canvases synthesised per round (l)
+  c.negatives.patches_per_image = 8   # patches per canvas per step
+
+  c.p0 = ml_collections.ConfigDict()
+  c.p0.name = "gaussian"         # sampling/p0.py: gaussian | upsampling | …
+  c.p0.std = 0.3                 # p0 = N(0, std²)
+
+  c.pool = ml_collections.ConfigDict()
+  c.pool.rounds = 20             # the pool keeps this many rounds of negatives
+  c.pool.recency_decay = 0.7     # weight of a negative `a` rounds old: decay**a
 
   c.train = ml_collections.ConfigDict()
   c.train.learning_rate = 0.01
@@ -79,15 +87,15 @@ def get_config(variant=""):
   c.log = ml_collections.ConfigDict()
   c.log.num_samples = 8          # negatives shown in each round's PNG
 
-  # FID / Inception score settings (eval.inception_*): config_parts.
+  # Evaluators (eval.per_round: swd, fid) and the FID settings: config_parts.
 
   if variant == "paper":
     c.rounds = 70
     c.data.image_size, c.data.pad = 256, 32
     c.model.features = (64, 128, 256, 512)
-    c.igm.patch_size = 64
-    c.igm.negatives_per_round = 200
-    c.igm.patches_per_image = 10
+    c.data.patch_size = 64
+    c.negatives.per_round = 200
+    c.negatives.patches_per_image = 10
     c.train.batch_size = 50
     c.train.max_steps = 1000
     c.synthesis.learning_rate = 0.1
@@ -97,10 +105,10 @@ def get_config(variant=""):
     c.rounds = 2
     c.data.image_size, c.data.pad = 24, 4
     c.model.features = (8, 16)
-    c.igm.patch_size = 16
-    c.igm.negatives_per_round = 8
-    c.igm.patches_per_image = 2
-    c.igm.pool_rounds = 3
+    c.data.patch_size = 16
+    c.negatives.per_round = 8
+    c.negatives.patches_per_image = 2
+    c.pool.rounds = 3
     c.train.batch_size = 8
     c.train.max_steps = 30
     c.synthesis.max_steps = 15

@@ -17,7 +17,7 @@ Variants, chosen after a colon:
            initialiser, synthesis up to 2000 Adam steps, 100 rounds. Meant
            for an accelerator.
   tiny     16×16 faces and a few steps, for tests.
-Any field can be overridden, e.g. --config.winn.cascade=4 (rounds a multiple
+Any field can be overridden, e.g. --config.cascade.critics=4 (rounds a multiple
 of it) for WINN-4CNNs, --config.data.max_images=20000 to keep fewer images.
 
 The workdir gets checkpoints/ (every critic, the pool, optimiser state),
@@ -57,13 +57,19 @@ def get_config(variant=""):
   c.model.convs_per_stage = 2
   c.model.norm = "layer"
 
-  c.winn = ml_collections.ConfigDict()
-  c.winn.cascade = 1             # K critics (eq. 8); 1: WINN-single
-  c.winn.negatives_per_round = 32  # r in Algorithm 1
-  c.winn.init = "upsampling"     # p0: App. D's network, or "gaussian"
-  c.winn.init_std = 0.3          # p0 = N(0, init_std²) when init="gaussian"
-  c.winn.pool_rounds = 11        # keeps p0's samples and every round's
-  c.winn.recency_decay = 1.0     # uniform over the pool
+  c.cascade = ml_collections.ConfigDict()
+  c.cascade.critics = 1          # K critics (eq. 8); 1: WINN-single
+
+  c.negatives = ml_collections.ConfigDict()
+  c.negatives.per_round = 32     # r in Algorithm 1
+
+  c.p0 = ml_collections.ConfigDict()
+  c.p0.name = "upsampling"       # App. D's network, or "gaussian"
+  c.p0.std = 0.3                 # p0 = N(0, std²) when name="gaussian"
+
+  c.pool = ml_collections.ConfigDict()
+  c.pool.rounds = 11             # keeps p0's samples and every round's
+  c.pool.recency_decay = 1.0     # uniform over the pool
 
   # §5.1's critic training (WGAN-GP, Adam 1e-4) and synthesis (Adam 0.01,
   # per-sample thresholds) are the same for faces as for textures.
@@ -77,7 +83,9 @@ def get_config(variant=""):
 
   c.log = ml_collections.ConfigDict()
   c.log.num_samples = 32         # negatives shown in each round's PNG
-  c.log.swd = True               # sliced Wasserstein distance to real images
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.per_round = "swd"       # SWD to real images (eval/evaluators.py)
 
   if variant in ("celeba", "paper"):
     c.data.source, c.data.name = "tfds", "celeb_a"
@@ -86,8 +94,8 @@ def get_config(variant=""):
   if variant == "paper":
     c.rounds = 100
     c.model.features = (32, 64, 64, 128, 128, 256, 256, 512)   # Table 5
-    c.winn.negatives_per_round = 1000
-    c.winn.pool_rounds = 101
+    c.negatives.per_round = 1000
+    c.pool.rounds = 101
     c.train.batch_size = 50
     c.train.batches_per_pass = 100   # 5000 positives + 5000 negatives
     c.synthesis.max_steps = 2000
@@ -97,8 +105,8 @@ def get_config(variant=""):
     c.data.image_size = 16
     c.data.max_images = 64
     c.model.features, c.model.convs_per_stage = (8, 16), 1
-    c.winn.negatives_per_round = 8
-    c.winn.pool_rounds = 4
+    c.negatives.per_round = 8
+    c.pool.rounds = 4
     c.train.batch_size = 8
     c.train.k, c.train.batches_per_pass = 3, 4
     c.train.learning_rate = 1e-3   # learns within 3 rounds

@@ -5,7 +5,7 @@ flips").
     python -m introjax.main --config=configs/winn_cifar10.py --workdir=runs/winn_cifar10
 
 Variants: (none) laptop-size, `paper` (§5.1 settings, for an accelerator;
-the paper reports 4–5 cascades: --config.winn.cascade=5 with rounds a
+the paper reports 4–5 cascades: --config.cascade.critics=5 with rounds a
 multiple of 5), `tiny` for tests.
 """
 import os

@@ -43,13 +43,13 @@ def get_config(variant=""):
   c.train.decay_round = 0        # §5.6: a fixed learning rate
   c.train.batch_size = 100       # §5.1 / the released code
   c.rounds = 10
-  c.icl.pool_rounds = 10         # keep every round's pseudo-negatives
+  c.pool.rounds = 10         # keep every round's pseudo-negatives
   c.eval.fgsm_eps = 0.25
   if variant == "tiny":
     c.rounds = 2
     c.model.features = (8, 16)
-    c.icl.negatives_per_class = 4
-    c.icl.pool_rounds = 2
+    c.negatives.per_class = 4
+    c.pool.rounds = 2
     c.train.batch_size = 32
     c.train.epochs_per_round = 3.0
     c.train.learning_rate = 0.003
@@ -70,15 +70,15 @@ def get_config(variant=""):
       # new pseudo-negatives per class (up to 2,000 ascent steps), all kept.
       c.rounds = 200
       c.train.epochs_per_round = 1.0
-      c.icl.negatives_per_class = 100
-      c.icl.pool_rounds = 200
+      c.negatives.per_class = 100
+      c.pool.rounds = 200
       c.winn.synthesis.max_steps = 2000
       c.eval.every_rounds = 10
     else:
       c.rounds = 8
       c.data.max_train = 2000
       c.train.epochs_per_round = 2.0
-      c.icl.pool_rounds = 8
+      c.pool.rounds = 8
       c.eval.every_rounds = 2
   elif variant:
     raise ValueError(f"Unknown variant {variant!r} of winn_mnist_cls.py; use "

@@ -10,7 +10,7 @@ Reads TFDS `svhn_cropped` (prepare it once; the error says how). Variants:
   paper    §5.1 settings: the 128-wide critic, every training image,
            batches of 50 + 50, k = 3 passes of 100 batches per round, 1000
            negatives per round, up to 2000 synthesis steps, 100 rounds.
-           Meant for an accelerator; --config.winn.cascade=4 for WINN-4CNNs.
+           Meant for an accelerator; --config.cascade.critics=4 for WINN-4CNNs.
   tiny     16×16 images, a 16-wide critic, a few steps: for tests.
 Everything else (p0, early stop, outputs in the workdir) is as in
 configs/winn_celeba.py.
@@ -40,8 +40,8 @@ def get_config(variant=""):
     c.rounds = 100
     c.data.max_images = 0
     c.model.features = 128
-    c.winn.negatives_per_round = 1000
-    c.winn.pool_rounds = 101
+    c.negatives.per_round = 1000
+    c.pool.rounds = 101
     c.train.batch_size = 50
     c.train.batches_per_pass = 100
     c.synthesis.max_steps = 2000

@@ -15,7 +15,7 @@ Variants, chosen after a colon:
            steps; the final 256×256 texture from a 320×320 working image
            with 200 patches per step. Meant for an accelerator.
   tiny     16×16 patches and a few steps, for tests.
-Any field can be overridden, e.g. --config.winn.cascade=4 (with rounds a
+Any field can be overridden, e.g. --config.cascade.critics=4 (with rounds a
 multiple of it) for a cascade of 4 critics (eq. 8), or
 --config.data.image_path=my_texture.jpg.
 """
@@ -44,16 +44,23 @@ def get_config(variant=""):
   c.model.convs_per_stage = 2
   c.model.norm = "layer"
 
-  c.winn = ml_collections.ConfigDict()
-  c.winn.cascade = 1             # K critics (eq. 8); 1: WINN-single
-  c.winn.patch_size = 32         # the critic's input
-  c.winn.negative_size = 32      # side of each pseudo-negative (§5.2: a patch)
-  c.winn.patches_per_image = 1   # patches per negative in both steps
-  c.winn.negatives_per_round = 32  # r in Algorithm 1
-  c.winn.init = "upsampling"     # p0: App. D's network, or "gaussian"
-  c.winn.init_std = 0.3          # p0 = N(0, init_std²) when init="gaussian"
-  c.winn.pool_rounds = 21        # keeps p0's samples and every round's
-  c.winn.recency_decay = 1.0     # uniform over the pool, as the authors' code
+  c.data.patch_size = 32         # the critic's input
+
+  c.cascade = ml_collections.ConfigDict()
+  c.cascade.critics = 1          # K critics (eq. 8); 1: WINN-single
+
+  c.negatives = ml_collections.ConfigDict()
+  c.negatives.size = 32          # side of each pseudo-negative (§5.2: a patch)
+  c.negatives.patches_per_image = 1   # patches per negative in both steps
+  c.negatives.per_round = 32     # r in Algorithm 1
+
+  c.p0 = ml_collections.ConfigDict()
+  c.p0.name = "upsampling"       # App. D's network, or "gaussian"
+  c.p0.std = 0.3                 # p0 = N(0, std²) when name="gaussian"
+
+  c.pool = ml_collections.ConfigDict()
+  c.pool.rounds = 21             # keeps p0's samples and every round's
+  c.pool.recency_decay = 1.0     # uniform over the pool, as the authors' code
 
   c.train = ml_collections.ConfigDict()
   c.train.loss = "wgan_gp"       # eq. 5 + λ·gradient penalty
@@ -93,17 +100,19 @@ def get_config(variant=""):
 
   c.log = ml_collections.ConfigDict()
   c.log.num_samples = 16         # negatives shown in each round's PNG
-  c.log.swd = True               # sliced Wasserstein distance to real patches
 
-  # FID / Inception score settings (eval.inception_*): config_parts.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.per_round = "swd"       # evaluators by name (eval/evaluators.py):
+                                 # SWD to real patches; add fid with
+                                 # eval.inception_weights (config_parts)
 
   if variant == "paper":
     c.rounds = 100               # the authors' iterations per cascade
     c.data.image_size, c.data.pad = 256, 32   # 320×320 working image
     c.model.features = (32, 64, 64, 128, 128, 256, 256, 512)   # Table 5
-    c.winn.patch_size = c.winn.negative_size = 64
-    c.winn.negatives_per_round = 1000
-    c.winn.pool_rounds = 101
+    c.data.patch_size = c.negatives.size = 64
+    c.negatives.per_round = 1000
+    c.pool.rounds = 101
     c.train.batch_size = 50
     c.train.batches_per_pass = 100   # 5000 positives + 5000 negatives
     c.train.schedule = "step"
@@ -114,9 +123,9 @@ def get_config(variant=""):
     c.rounds = 3
     c.data.image_size, c.data.pad = 48, 8
     c.model.features, c.model.convs_per_stage = (8, 16), 1
-    c.winn.patch_size = c.winn.negative_size = 16
-    c.winn.negatives_per_round = 8
-    c.winn.pool_rounds = 4
+    c.data.patch_size = c.negatives.size = 16
+    c.negatives.per_round = 8
+    c.pool.rounds = 4
     c.train.batch_size = 8
     c.train.k, c.train.batches_per_pass = 3, 4
     c.train.learning_rate = 1e-3   # learns within 3 rounds

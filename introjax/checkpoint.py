@@ -38,8 +38,13 @@ class Checkpointer:
         meta=ocp.args.JsonSave(meta), **args))
 
   def restore_meta(self, round_index):
-    return self._manager.restore(round_index, args=ocp.args.Composite(
+    """The round's meta, its config in today's layout (a checkpoint from
+    before the config sections were renamed reads as if saved today)."""
+    meta = self._manager.restore(round_index, args=ocp.args.Composite(
         meta=ocp.args.JsonRestore()))["meta"]
+    if "config" in meta:
+      meta["config"] = config_utils.upgrade(meta["config"])
+    return meta
 
   def restore(self, round_index, targets):
     """Restores the items named in `targets` (name -> pytree of

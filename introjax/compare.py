@@ -11,6 +11,7 @@ projections, so the numbers differ only by the models. Written under --out:
 `compare.png` (the data's crops, then each model's samples, left to right),
 `compare.md` and `compare.json`.
 """
+import dataclasses
 import json
 import os
 import time
@@ -22,6 +23,7 @@ import numpy as np
 
 from introjax import cli
 from introjax.errors import UserError
+from introjax.eval import evaluators
 from introjax.eval.images import grid, save_png
 from introjax.saved import load_model
 
@@ -71,7 +73,8 @@ def compare(workdirs, size, num, seed):
     rows.append({"workdir": workdir, "model": model.describe(),
                  "round": round_index, "critics": int(cascade.count),
                  "seconds": round(seconds, 1),
-                 **first.swd(textures, k_swd)})
+                 **evaluators.run("swd", dataclasses.replace(
+                     first.evaluation_subject(textures), key=k_swd))})
     samples.append(textures)
     logging.info("%s (%s, round %d): SWD %.1f", workdir, model.describe(),
                  round_index, rows[-1]["swd_mean"])

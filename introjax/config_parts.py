@@ -7,21 +7,23 @@ adds what is missing and keeps what the file set:
 
   profile_round        every trainer: 0 off; N traces round N into
                        <workdir>/profile (alias --config.profile_steps)
-  eval.inception_*     members that generate images (IGM, WINN, on textures
-                       and image sets): FID and Inception score per round
-                       once `eval.inception_weights` names the weights file
+  eval.per_round       evaluators by name (eval/evaluators.py: swd, fid,
+  eval.final           test_error, fgsm), comma-separated; "" none
+  eval.every_rounds    per_round runs every N rounds (and the last)
+  eval.inception_*     the fid evaluator's settings: it needs
+                       `eval.inception_weights` to name the weights file
 """
 import ml_collections
 
-# Trainers whose rounds produce images that FID and IS can score.
-_GENERATORS = ("igm", "winn", "igm_images", "winn_images")
 
-
-def inception_eval():
-  """eval.inception_*: off until `inception_weights` names pytorch-fid's
-  pt_inception-2015-12-05-6726825d.pth or an .npz converted from it
-  (README: "Inception score and FID"). Nothing is downloaded."""
-  return {"inception_weights": "",
+def evaluation():
+  """eval.*: no evaluator unless the config names one; fid's weights name
+  pytorch-fid's pt_inception-2015-12-05-6726825d.pth or an .npz converted
+  from it (README: "Evaluation: SWD, FID, test error, FGSM"). Nothing is downloaded."""
+  return {"per_round": "",
+          "final": "",
+          "every_rounds": 1,
+          "inception_weights": "",
           "inception_splits": 10,   # Inception score parts (≤ the images)
           "inception_batch": 50}    # images per Inception forward pass
 
@@ -30,10 +32,9 @@ def complete(c):
   """Adds the shared settings `c` lacks; returns `c`."""
   if "profile_round" not in c:
     c.profile_round = 0
-  if c.trainer in _GENERATORS:
-    if "eval" not in c:
-      c.eval = ml_collections.ConfigDict()
-    for key, value in inception_eval().items():
-      if key not in c.eval:
-        c.eval[key] = value
+  if "eval" not in c:
+    c.eval = ml_collections.ConfigDict()
+  for key, value in evaluation().items():
+    if key not in c.eval:
+      c.eval[key] = value
   return c

@@ -47,6 +47,55 @@ def unknown_overrides(argv, config):
 ALIASES = {"profile_steps": "profile_round"}
 
 
+# Keys that moved when config sections were named by axis (cascade,
+# negatives, p0, pool) rather than by member: old checkpoints are read with
+# `upgrade`, and an old spelling on the command line is refused with the new.
+_MOVED_FIELDS = {"patch_size": "data.patch_size",
+                 "negative_size": "negatives.size",
+                 "negatives_per_round": "negatives.per_round",
+                 "patches_per_image": "negatives.patches_per_image",
+                 "init": "p0.name", "init_std": "p0.std",
+                 "pool_rounds": "pool.rounds",
+                 "recency_decay": "pool.recency_decay"}
+RENAMED = {"igm.single": "cascade.single", "winn.cascade": "cascade.critics",
+           "icl.negatives_per_class": "negatives.per_class",
+           "icl.init_std": "p0.std", "icl.pool_rounds": "pool.rounds",
+           "log.swd": "eval.per_round",
+           **{f"{member}.{old}": new for member in ("igm", "winn")
+              for old, new in _MOVED_FIELDS.items()}}
+
+
+def upgrade(config_dict):
+  """A saved config (a dict, as checkpoints hold it) in today's layout: the
+  RENAMED keys moved, p0.name "gaussian" where it was implicit."""
+  config_dict = json_copy(config_dict)
+  moved = False
+  for old, new in RENAMED.items():
+    section, _, field = old.partition(".")
+    if field in config_dict.get(section, {}) and old != "log.swd":
+      value = config_dict[section].pop(field)
+      new_section, _, new_field = new.partition(".")
+      config_dict.setdefault(new_section, {})[new_field] = value
+      moved = True
+  if config_dict.get("log", {}).pop("swd", False):
+    config_dict.setdefault("eval", {}).setdefault("per_round", "swd")
+  for member in ("igm", "winn"):
+    if moved and config_dict.get(member) == {}:
+      del config_dict[member]
+  if moved and "p0" in config_dict:
+    config_dict["p0"].setdefault("name", "gaussian")
+  return config_dict
+
+
+def json_copy(tree):
+  """A deep copy of nested dicts and lists."""
+  if isinstance(tree, dict):
+    return {k: json_copy(v) for k, v in tree.items()}
+  if isinstance(tree, list):
+    return [json_copy(v) for v in tree]
+  return tree
+
+
 def resolve_aliases(argv):
   """argv with `--config.<alias>=…` spelled as the key it stands for."""
   def resolve(arg):
@@ -65,6 +114,11 @@ def check_overrides(argv):
     return
   config = load_config_file(spec)
   unknown = unknown_overrides(argv, config)
+  moved = [k for k in unknown if k in RENAMED]
+  if moved:
+    raise ConfigError(
+        "; ".join(f"--config.{k} is now --config.{RENAMED[k]}"
+                  for k in moved) + f" (for {spec}).")
   if unknown:
     raise ConfigError(
         f"Unknown config key{'s' if len(unknown) > 1 else ''} "

@@ -6,7 +6,7 @@ summarises the results.
     python launch/sweep.py --config=configs/icl_digits.py --root=runs/lr \
         --grid="train.learning_rate=0.01,0.001;icl.mode=softmax,one_vs_all"
     python launch/sweep.py --config=configs/igm_texture.py --root=runs/pts \
-        --points="igm.single=True,train.learning_rate=0.01;igm.single=False"
+        --points="cascade.single=True,train.learning_rate=0.01;cascade.single=False"
 
 --grid: axes separated by ";", each "key=v1,v2,…"; every combination is a
 point. --points: points separated by ";", each "key=v,key=v,…". Values may

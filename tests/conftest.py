@@ -1,7 +1,16 @@
 import os
 import pathlib
+import tempfile
 
-import jax
+# One persistent compilation cache for the session's workers and the
+# processes its tests start (set before JAX starts): the tiny configs
+# compile the same programs in many tests, and a cache hit skips XLA. A
+# hit is the program compiled from the same HLO, so results are unchanged.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    tempfile.gettempdir(), f"introjax-tests-xla-cache-{os.getuid()}"))
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
+
+import jax  # pylint: disable=wrong-import-position
 import numpy as np
 import pytest
 

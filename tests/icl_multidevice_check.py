@@ -129,10 +129,12 @@ def check_evaluation_is_split(devices):
       model.config.eval.fgsm_eps, model.config.eval.batch_size,
       sharding=sharding) for sharding in (None, split))
   assert whole == parts, (whole, parts)
+  final = model.evaluate(state)   # eval.final, split over the devices
   for name, s in state.items():
-    assert model.test_error(s.params) == robustness.test_error(
+    assert final["test_error"][name] == robustness.test_error(
         model.heads.class_logits, s.params, model.test_images,
         model.test_labels, model.config.eval.batch_size)
+  assert final["robustness"] == whole
   print("evaluation split over the devices matches")
 
 

@@ -201,6 +201,29 @@ MUTATIONS = (
         "    image, _ = model.stylize(cascade, content, alpha, steps, key)",
         "    image, _ = model.stylize(cascade, content, 1.0, steps, key)",
         ("tests/test_igm.py::test_sample_command_renders_a_content_image",)),
+    # Evaluators and the persistent-chain pool policy.
+    Mutation(
+        "swd-top-left-crop", "introjax/eval/evaluators.py",
+        "result = sliced_wasserstein(real, center_crop(images, size), k_swd)",
+        "result = sliced_wasserstein(real, images[:, :size, :size], k_swd)",
+        ("tests/test_evaluators.py::test_swd_crops_the_largest_power_of_two_and_uses_the_key",)),
+    Mutation(
+        "evaluators-every-round", "introjax/eval/evaluators.py",
+        "  return round_index % every == 0 or round_index == config.rounds",
+        "  return True",
+        ("tests/test_evaluators.py::test_every_rounds_and_the_last",)),
+    Mutation(
+        "icl-evaluates-the-wrong-negatives", "introjax/training/icl.py",
+        "                                     self.evaluation_subject({name: params},\n"
+        "                                                             negatives)))",
+        "                                     self.evaluation_subject({name: params},\n"
+        "                                                             None if negatives is None else -negatives)))",
+        ("tests/test_evaluators.py::test_a_classifier_run_scores_its_negatives_with_swd",)),
+    Mutation(
+        "persistent-never-restarts", "introjax/data/pool.py",
+        "  restart = (jax.random.uniform(k_restart, (n,)) < restart_probability) | empty",
+        "  restart = jnp.zeros((n,), bool) | empty",
+        ("tests/test_pool.py::test_persistent_chains_restart_with_probability_p_and_write_back",)),
 )
 
 

@@ -71,7 +71,7 @@ def check_pool_never_gathered(devices):
   collective moving half as many elements as the pool holds."""
   mesh = parallel.make_mesh(devices)
   config = load_config("igm_texture.py:tiny")
-  config.igm.pool_rounds = 16          # 128 canvases: 16 per device
+  config.pool.rounds = 16          # 128 canvases: 16 per device
   igm = TextureIGM(config, mesh)
   state = igm.init_state()
   pool_elements = state.pool.images.size
@@ -83,7 +83,7 @@ def check_pool_never_gathered(devices):
       "igm classification step": igm._train_critic.lower(
           igm.positive, state.critic, state.opt_state, state.pool, key, 1)}
   config = load_config("icl_digits.py:tiny")
-  config.icl.pool_rounds = 16
+  config.pool.rounds = 16
   icl = IntrospectiveClassifier(config, mesh)
   s = icl.init_state()["icl"]
   programs["icl classification step"] = icl._train.lower(

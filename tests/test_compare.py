@@ -22,7 +22,7 @@ from introjax.training import winn
 def workdirs(tmp_path_factory):
   root = tmp_path_factory.mktemp("compare")
   igm_config = load_config("igm_texture.py:tiny")
-  igm_config.igm.single, igm_config.rounds = True, 1
+  igm_config.cascade.single, igm_config.rounds = True, 1
   igm_config.generate.num_images = 0
   igm.train_and_evaluate(igm_config, str(root / "igm_single"))
   winn_config = load_config("winn_texture.py:tiny")

@@ -45,13 +45,12 @@ class _RoundMarks:
 
 def _compiles_per_round(build, spec, workdir, rounds=3, pool_rounds=None):
   """Runs `rounds` rounds of `build(config, mesh)` through the harness, its
-  pool keeping `pool_rounds` rounds (a (section, rounds) pair); returns
+  pool keeping `pool_rounds` rounds; returns
   ({round: Counter of compiled function names}, the final state)."""
   config = load_config(spec)
   config.rounds = rounds
   if pool_rounds is not None:
-    section, kept = pool_rounds
-    config[section].pool_rounds = kept
+    config.pool.rounds = pool_rounds
   compiled = []
 
   def listener(event, duration, **kwargs):
@@ -82,7 +81,7 @@ def icl_run(tmp_path_factory):
   negatives overwrite round 2's."""
   return _compiles_per_round(icl.IntrospectiveClassifier, "icl_digits.py:tiny",
                              tmp_path_factory.mktemp("icl"),
-                             pool_rounds=("icl", 1))
+                             pool_rounds=1)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +95,7 @@ def igm_run(tmp_path_factory):
   p0's and round 1's."""
   return _compiles_per_round(igm.TextureIGM, "igm_texture.py:tiny",
                              tmp_path_factory.mktemp("igm"),
-                             pool_rounds=("igm", 2))
+                             pool_rounds=2)
 
 
 @pytest.fixture(scope="module")
@@ -109,11 +108,11 @@ def winn_cascade_run(tmp_path_factory):
   """WINN with two critics of two rounds each (round 3 starts the second),
   its pool two rounds deep (rounds 2, 3 and 4 overwrite)."""
   def build(config, mesh):
-    config.winn.cascade, config.rounds = 2, 4
+    config.cascade.critics, config.rounds = 2, 4
     return winn.TextureWINN(config, mesh)
   return _compiles_per_round(build, "winn_texture.py:tiny",
                              tmp_path_factory.mktemp("winn"), rounds=4,
-                             pool_rounds=("winn", 2))
+                             pool_rounds=2)
 
 
 @pytest.fixture(scope="module")

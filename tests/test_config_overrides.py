@@ -70,8 +70,8 @@ CASES = _cases()
 def test_the_readme_and_docstrings_show_overrides():
   # The parse found the documented overrides (a broken parse finds none).
   keys = {key for _, key, _ in CASES}
-  assert {"igm.single", "icl.mode", "eval.inception_weights",
-          "winn.cascade", "dtype"} <= keys
+  assert {"cascade.single", "icl.mode", "eval.inception_weights",
+          "cascade.critics", "dtype"} <= keys
   assert all(specs[0] for specs, _, _ in CASES), [
       c for c in CASES if not c[0][0]]
 
@@ -96,12 +96,12 @@ def test_shown_overrides_follow_the_configs_they_speak_of():
 
 
 # Overrides the README offers for every run (bf16 "any trainer", profiling
-# in "Launching elsewhere") or every member that generates images (FID and
-# the Inception score), so every such config must take them.
-_EVERY_CONFIG = ("dtype", "profile_round", "seed", "rounds")
-_EVERY_GENERATOR = ("eval.inception_weights", "eval.inception_splits",
-                    "eval.inception_batch")
-_GENERATORS = ("igm", "winn", "igm_images", "winn_images")
+# in "Launching elsewhere", the evaluators and FID's settings, which any
+# member may name), so every config must take them.
+_EVERY_CONFIG = ("dtype", "profile_round", "seed", "rounds",
+                 "eval.per_round", "eval.final", "eval.every_rounds",
+                 "eval.inception_weights", "eval.inception_splits",
+                 "eval.inception_batch")
 
 
 @pytest.mark.parametrize("name", sorted(
@@ -110,9 +110,8 @@ def test_every_config_takes_the_overrides_offered_for_every_run(name):
   for variant in _variants(name):
     config = load_config(name + (f":{variant}" if variant else ""))
     keys = set(config_utils.config_keys(config))
-    wanted = _EVERY_CONFIG + (
-        _EVERY_GENERATOR if config.trainer in _GENERATORS else ())
-    assert set(wanted) <= keys, (name, variant, set(wanted) - keys)
+    assert set(_EVERY_CONFIG) <= keys, (name, variant,
+                                        set(_EVERY_CONFIG) - keys)
 
 
 def _variants(name):
@@ -120,3 +119,53 @@ def _variants(name):
   doc = _docstring(REPO / "configs" / name)
   listed = re.findall(r"^\s{2}(\w+)\s{2,}", doc, re.M)
   return [""] + [v for v in listed if v not in ("none",)]
+
+
+def test_sections_are_named_by_axis_not_by_member():
+  """Every config says the same axis with the same section: no member
+  section holds what another member calls cascade, negatives, p0 or
+  pool, and `winn` (where it exists) is the WINN classifier's own."""
+  axes = {"cascade", "negatives", "p0", "pool"}
+  for path in sorted((REPO / "configs").glob("*.py")):
+    config = load_config(path.name)
+    assert "igm" not in config, path.name
+    if config.trainer == "icl":
+      assert set(config.icl) == {"mode", "variants", "positive_class"}
+      assert {"alpha", "gp_weight", "synthesis"} <= set(config.winn)
+      assert {"negatives", "p0", "pool"} <= set(config), path.name
+    else:
+      assert "winn" not in config and axes <= set(config), path.name
+
+
+def test_an_old_spelling_names_the_new_one():
+  with pytest.raises(config_utils.ConfigError,
+                     match=r"--config.igm.single is now --config.cascade."
+                     r"single; --config.winn.init is now --config.p0.name"):
+    config_utils.check_overrides(["--config=configs/igm_texture.py",
+                                  "--config.igm.single=True",
+                                  "--config.winn.init=gaussian"])
+
+
+def test_an_old_checkpoints_config_reads_in_todays_layout():
+  today = load_config("winn_texture.py:tiny").to_dict()
+  old = config_utils.json_copy(today)
+  old["winn"] = {"cascade": old.pop("cascade")["critics"]}
+  negatives, p0, pool = old.pop("negatives"), old.pop("p0"), old.pop("pool")
+  old["winn"].update(
+      patch_size=old["data"].pop("patch_size"),
+      negative_size=negatives["size"],
+      negatives_per_round=negatives["per_round"],
+      patches_per_image=negatives["patches_per_image"], init=p0["name"],
+      init_std=p0["std"], pool_rounds=pool["rounds"],
+      recency_decay=pool["recency_decay"])
+  del old["eval"]["per_round"]
+  old["log"]["swd"] = True
+  upgraded = config_utils.upgrade(old)
+  assert upgraded == {**today, "log": {**today["log"]}}
+  assert "winn" in old and "swd" in old["log"]      # the input is untouched
+  # IGM's p0 was Gaussian without saying so.
+  igm = load_config("igm_texture.py:tiny").to_dict()
+  igm["igm"] = {"single": igm.pop("cascade")["single"],
+                "init_std": igm["p0"]["std"]}
+  del igm["p0"]
+  assert config_utils.upgrade(igm)["p0"] == {"std": 0.3, "name": "gaussian"}

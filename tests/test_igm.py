@@ -140,7 +140,7 @@ def test_tiny_run_learns_and_writes_its_outputs(trained, model):
 
 
 def test_igm_single_keeps_one_critic(tmp_path, tiny_config):
-  tiny_config.igm.single = True
+  tiny_config.cascade.single = True
   tiny_config.generate.num_images = 0
   state = train_and_evaluate(tiny_config, str(tmp_path))
   assert int(state.cascade.count) == state.cascade.capacity == 1
@@ -335,7 +335,7 @@ def test_unknown_config_key_names_valid_keys(tmp_path):
                    f"--workdir={tmp_path}", "--config.igm.patchsize=8")
   assert result.returncode != 0
   assert "Unknown config key igm.patchsize" in result.stderr
-  assert "igm.patch_size" in result.stderr
+  assert "data.patch_size" in result.stderr
   assert "Traceback" not in result.stderr
 
 

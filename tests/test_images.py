@@ -251,7 +251,7 @@ def test_checkpoint_of_other_images_is_refused(face_runs):
 
 def test_winn_cascade_on_mock_cifar10(tmp_path):
   config = load_config("winn_cifar10.py:tiny")
-  config.winn.cascade, config.rounds = 2, 2
+  config.cascade.critics, config.rounds = 2, 2
   with tfds.testing.mock_data(num_examples=64):
     state = images.train_winn(config, str(tmp_path))
   assert config.model.name == "resnet_critic" and config.data.flip

@@ -15,6 +15,7 @@ import scipy.linalg
 from conftest import load_config
 from introjax import parallel
 from introjax.errors import ConfigError, UserError
+from introjax.eval import evaluators
 from introjax.eval import fid
 from introjax.eval import inception
 from introjax.training.igm import TextureIGM
@@ -373,18 +374,30 @@ def test_resize_equals_torch_interpolate():
 # The per-round hook ----------------------------------------------------------
 
 
-def test_round_metrics_skip_when_no_weights(monkeypatch):
-  config = ml_collections.ConfigDict({"eval": {"inception_weights": ""}})
+def test_fid_is_off_until_named_and_says_how(monkeypatch):
+  """A generating run without `fid` in eval.per_round logs once how to turn
+  it on; weights without `fid`, or `fid` without weights, are refused."""
+  config = load_config("winn_texture.py:tiny")
   fid._told.discard(fid.HOW_TO_ENABLE)
   # Recorded at the call: whether absl's records reach pytest's capture
   # depends on what earlier tests did to absl's handler.
   logged = []
   monkeypatch.setattr(fid.logging, "info", lambda fmt, *a: logged.append(
       fmt % a))
-  assert fid.round_metrics(config, None, None) == {}
-  assert fid.round_metrics(config, None, None) == {}
+  has = {"generated": True, "real": True, "generated_side": 16}
+  evaluators.check(config, "WINN", has)
+  evaluators.check(config, "WINN", has)
   assert logged == [fid.HOW_TO_ENABLE]
   assert "inception_weights" in fid.HOW_TO_ENABLE
+  assert "eval.per_round" in fid.HOW_TO_ENABLE
+  config.eval.inception_weights = "w.npz"
+  with pytest.raises(ConfigError, match="no eval stage names 'fid'"):
+    evaluators.check(config, "WINN", has)
+  config.eval.inception_weights, config.eval.per_round = "", "swd,fid"
+  with pytest.raises(ConfigError, match="needs eval.inception_weights"):
+    evaluators.check(config, "WINN", has)
+  with pytest.raises(ConfigError, match="add 'fid' to eval.per_round"):
+    fid.round_metrics(config, None, None)
 
 
 def test_round_metrics_with_weights(params, tmp_path, monkeypatch):
@@ -422,12 +435,14 @@ def test_texture_trainer_reports_fid_of_its_crops(params, tmp_path,
   config = load_config("igm_texture.py:tiny")
   assert config.eval.inception_weights == ""
   config.eval.inception_weights, config.eval.inception_batch = npz, 2
+  config.eval.per_round = "fid"
   model = TextureIGM(config, parallel.make_mesh())
   # IGM's negatives are canvases: a 24×24 texture with 4 pixels of padding.
   negatives = np.random.default_rng(12).uniform(
       -1, 1, (4,) + model.negative_shape).astype(np.float32)
-  got = model.inception_metrics(negatives)
-  assert model.inception_metrics(negatives) == got
+  subject = model.evaluation_subject(negatives)
+  got = evaluators.evaluate(config, "per_round", subject)
+  assert evaluators.evaluate(config, "per_round", subject) == got
   real = np.asarray(model.positive_patches(
       jax.random.fold_in(model.base_key, 0x5D0), 4, 24))
   fake = negatives[:, 4:28, 4:28]
@@ -443,10 +458,12 @@ def test_texture_trainer_reports_fid_of_its_crops(params, tmp_path,
 
 
 def test_missing_file_or_pytorch_is_one_sentence(tmp_path, monkeypatch):
-  config = ml_collections.ConfigDict({"eval": {
-      "inception_weights": str(tmp_path / "absent.pth")}})
+  # Before training: the run's check reads the weights it names.
+  config = load_config("winn_texture.py:tiny")
+  config.eval.per_round = "swd,fid"
+  config.eval.inception_weights = str(tmp_path / "absent.pth")
   with pytest.raises(ConfigError, match="does not exist; download https://"):
-    fid.enabled(config)
+    evaluators.check(config, "WINN", {"generated": True, "real": True})
   pth = tmp_path / "w.pth"
   pth.write_bytes(b"not read")
   monkeypatch.setitem(sys.modules, "torch", None)   # import torch fails

@@ -339,8 +339,8 @@ def test_upsampling_p0_keys():
 
 
 def test_unknown_p0_names_the_known_ones():
-  with pytest.raises(ConfigError, match="igm.init='perlin'") as e:
-    p0.build("perlin", field="igm.init")
+  with pytest.raises(ConfigError, match="p0.name='perlin'") as e:
+    p0.build("perlin", field="p0.name")
   for name in _P0_SETTINGS:
     assert repr(name) in str(e.value)
 

@@ -43,3 +43,32 @@ def test_sampling_never_draws_empty_slots_anywhere_and_empty_pool_gives_0():
   empty = pool_lib.empty_pool(6, (1,))
   assert (np.asarray(pool_lib.pool_sample(empty, jax.random.PRNGKey(0), 5, 1,
                                           0.5)) == 0).all()
+
+
+def test_persistent_chains_restart_with_probability_p_and_write_back():
+  pool = pool_lib.empty_pool(64, (2, 2, 1))
+  # An empty pool: every chain starts from p0.
+  slots, restart = pool_lib.draw_persistent(pool, jax.random.PRNGKey(0),
+                                            16, 0.05)
+  assert bool(restart.all())
+  # Filled with p0's samples (the pool's first state), then drawn from.
+  full = pool_lib.write_back(pool, jnp.arange(64),
+                             jnp.arange(64.0).reshape(64, 1, 1, 1)
+                             * jnp.ones((64, 2, 2, 1)), 0)
+  assert bool((full.rounds == 0).all()) and int(full.cursor) == 0
+  np.testing.assert_array_equal(full.images[:, 0, 0, 0], np.arange(64.0))
+  slots, restart = pool_lib.draw_persistent(full, jax.random.PRNGKey(1),
+                                            20000, 0.05)
+  assert abs(float(restart.mean()) - 0.05) < 0.006     # ±4σ of 20000 draws
+  counts = np.bincount(np.asarray(slots), minlength=64)
+  assert counts.min() > 200 and counts.max() < 430     # uniform: 312.5 each
+  # The chains' new states land in their slots; the others keep theirs.
+  chosen = jnp.int32([3, 10, 63])
+  new = jnp.full((3, 2, 2, 1), -1.0)
+  after = pool_lib.write_back(full, chosen, new, 7)
+  changed = np.asarray(after.images[:, 0, 0, 0]) == -1.0
+  np.testing.assert_array_equal(np.flatnonzero(changed), [3, 10, 63])
+  np.testing.assert_array_equal(np.flatnonzero(np.asarray(after.rounds) == 7),
+                                [3, 10, 63])
+  assert set(pool_lib.DRAW_POLICIES) == {"recency", "data_or_pool",
+                                         "class_paired", "persistent"}

@@ -73,19 +73,19 @@ def test_grid_is_every_combination_with_one_workdir_each():
 
 def test_points_and_pod_commands():
   result = _sweep("--config=configs/igm_texture.py", "--root=gs://b/r",
-                  "--seeds=0", "--points=igm.single=True,train.max_steps=5;"
-                  "igm.single=False", "--emit_pod_commands",
+                  "--seeds=0", "--points=cascade.single=True,train.max_steps=5;"
+                  "cascade.single=False", "--emit_pod_commands",
                   "--pod_args=--name=v4 --zone=z --accelerator_type=v4-32")
   assert result.returncode == 0, result.stderr
   lines = result.stdout.strip().splitlines()
   assert lines == [
       "python launch/tpu_pod.py --name=v4 --zone=z --accelerator_type=v4-32 "
-      "--config=configs/igm_texture.py --workdir=gs://b/r/igm.single=True__"
-      "train.max_steps=5/seed_0 -- --config.seed=0 --config.igm.single=True "
+      "--config=configs/igm_texture.py --workdir=gs://b/r/cascade.single=True__"
+      "train.max_steps=5/seed_0 -- --config.seed=0 --config.cascade.single=True "
       "--config.train.max_steps=5",
       "python launch/tpu_pod.py --name=v4 --zone=z --accelerator_type=v4-32 "
-      "--config=configs/igm_texture.py --workdir=gs://b/r/igm.single=False/"
-      "seed_0 -- --config.seed=0 --config.igm.single=False"]
+      "--config=configs/igm_texture.py --workdir=gs://b/r/cascade.single=False/"
+      "seed_0 -- --config.seed=0 --config.cascade.single=False"]
 
 
 def test_malformed_grid_is_refused_in_one_sentence():
@@ -100,18 +100,18 @@ def test_grid_summary_has_one_row_per_point(tmp_path):
   losses = {("True", 0): 0.5, ("True", 1): 0.7, ("False", 0): 0.2,
             ("False", 1): 0.4}
   for (single, seed), loss in losses.items():
-    folder = tmp_path / f"igm.single={single}" / f"seed_{seed}"
+    folder = tmp_path / f"cascade.single={single}" / f"seed_{seed}"
     folder.mkdir(parents=True)
     (folder / "metrics.jsonl").write_text(
         json.dumps({"round": 1, "train_loss": 9.0}) + "\n" +
         json.dumps({"round": 2, "train_loss": loss, "round_seconds": 1.0}) +
         "\n")
   result = _sweep("--config=configs/igm_texture.py", f"--root={tmp_path}",
-                  "--seeds=0,1", "--grid=igm.single=True,False",
+                  "--seeds=0,1", "--grid=cascade.single=True,False",
                   "--summarize_only")
   assert result.returncode == 0, result.stderr
   written = (tmp_path / "summary.md").read_text()
   assert "| point | train_loss |" in written
-  assert "| igm.single=True | 0.6 ± 0.14 (2) |" in written
-  assert "| igm.single=False | 0.3 ± 0.14 (2) |" in written
+  assert "| cascade.single=True | 0.6 ± 0.14 (2) |" in written
+  assert "| cascade.single=False | 0.3 ± 0.14 (2) |" in written
   assert "round_seconds" not in written

@@ -107,7 +107,7 @@ def test_round_thresholds_lie_between_positive_logits(model, runs):
   state, t = runs["state"], 3
   _, k_syn, k_init = jax.random.split(jax.random.fold_in(model.base_key, t),
                                       3)
-  start = model.initial_negatives(k_init, model.sec.negatives_per_round)
+  start = model.initial_negatives(k_init, model.config.negatives.per_round)
   negatives, stats, thresholds = model._synthesize(model.positive,
                                                    state.critic, start, k_syn)
   np.testing.assert_array_equal(negatives, state.negatives)
@@ -162,7 +162,7 @@ def test_p0_canvases_extend_the_app_d_initialiser(model):
 
 def test_cascade_of_two_critics(tmp_path):
   config = load_config("winn_texture.py:tiny")
-  config.winn.cascade, config.rounds = 2, 4
+  config.cascade.critics, config.rounds = 2, 4
   config.generate.num_images = 0
   model = TextureWINN(config, parallel.make_mesh())
   full, killed = str(tmp_path / "full"), str(tmp_path / "killed")

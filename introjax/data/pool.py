@@ -117,14 +117,19 @@ def pool_sample(pool, key, n, current_round, recency_decay):
   return jnp.searchsorted(cdf, u, side="left").astype(jnp.int32)
 
 
-# Draw policies: which pool slots (and data rows) a training batch takes.
+# Draw policies: which pool slots (and data rows) a training batch or a
+# sampler's chains take; DRAW_POLICIES names them.
 #   recency          pool_sample: slots weighted recency_decay**age (IGM,
 #                    WINN textures; 1.0: uniform)
-#   data ∪ pool      draw_data_or_pool: uniform over the data and the filled
+#   data_or_pool     draw_data_or_pool: uniform over the data and the filled
 #                    slots together (ICL's reclassification batches)
-#   class-paired     draw_class_paired: for each labelled positive a slot
+#   class_paired     draw_class_paired: for each labelled positive a slot
 #                    made for its class, in a uniformly drawn past round
 #                    (the WINN classifier; class-major pools)
+#   persistent       draw_persistent + write_back: persistent chains (JEM's
+#                    replay buffer, STIC): a full pool, uniform slots, each
+#                    chain restarted from p0 with probability p, and the
+#                    chains' new states written back over their slots
 
 
 def draw_data_or_pool(pool, key, n, num_data):
@@ -150,3 +155,33 @@ def draw_class_paired(pool, key, labels, per_round, per_class):
   block = jax.random.randint(k_block, (n,), 0, jnp.maximum(blocks, 1))
   member = jax.random.randint(k_member, (n,), 0, per_class)
   return block * per_round + labels * per_class + member, blocks > 0
+
+
+def draw_persistent(pool, key, n, restart_probability):
+  """n uniform slots of a full pool (one filled with p0's samples before
+  the first draw, as JEM's buffer is) and which of them restart from p0
+  (each with `restart_probability`; every one while the pool is empty).
+  Returns (slots, restart mask)."""
+  k_slot, k_restart = jax.random.split(key)
+  slots = jax.random.randint(k_slot, (n,), 0, pool.images.shape[0])
+  empty = ~jnp.any(pool.rounds >= 0)
+  restart = (jax.random.uniform(k_restart, (n,)) < restart_probability) | empty
+  return slots.astype(jnp.int32), restart
+
+
+def write_back(pool, slots, images, round_index):
+  """The pool with `images` written over `slots` (persistent chains' new
+  states), tagged `round_index`. A slot drawn twice keeps one of its two
+  chains (XLA does not say which), as JEM's `buffer[idx] = x` does."""
+  tags = jnp.full(slots.shape, round_index, jnp.int32)
+  return NegativePool(
+      pool.images.at[slots].set(images.astype(pool.images.dtype)),
+      pool.rounds.at[slots].set(tags),
+      pool.cursor)
+
+
+# name -> the draw (the members that use each: above).
+DRAW_POLICIES = {"recency": pool_sample,
+                 "data_or_pool": draw_data_or_pool,
+                 "class_paired": draw_class_paired,
+                 "persistent": draw_persistent}

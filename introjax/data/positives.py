@@ -1,7 +1,7 @@
 """Positives: where a member's real examples come from, behind one small
 interface.
 
-    positives = Kind(config, section, mesh)     # reads the data
+    positives = Kind(config, mesh)              # reads the data
     positives.array                             # on device (an argument of
                                                 # every compiled step)
     positives.draw(array, key, num, size)       # num size×size positives in
@@ -34,26 +34,27 @@ SHAPES = ("canvas_shape", "canvas_pad", "patch", "negative_shape",
 
 
 class TextureCanvas:
-  """One texture image, reflect-padded by `data.pad`; negatives are whole
-  canvases (IGM) or `<section>.negative_size` squares (WINN: patch-sized)."""
+  """One texture image, reflect-padded by `data.pad`; positives are
+  `data.patch_size` crops; negatives are whole canvases (IGM) or
+  `negatives.size` squares (WINN: patch-sized)."""
 
-  size_field_of = staticmethod(lambda section: f"{section}.patch_size")
+  size_field = "data.patch_size"
 
-  def __init__(self, config, section, mesh):
-    data, sec = config.data, config[section]
+  def __init__(self, config, mesh):
+    data, negatives = config.data, config.negatives
     self.config = config
     self.image = image_data.load_image(
         data.image_path or data.texture, size=data.image_size,
-        channels=data.channels or None, min_side=sec.patch_size)
+        channels=data.channels or None, min_side=data.patch_size)
     canvas = image_data.texture_canvas(self.image, data.pad)
-    side = sec.get("negative_size", 0)
+    side = negatives.get("size", 0)
     # Only canvases carry the reflect padding.
     self.shapes = dict(
-        canvas_shape=canvas.shape, canvas_pad=data.pad, patch=sec.patch_size,
+        canvas_shape=canvas.shape, canvas_pad=data.pad, patch=data.patch_size,
         negative_shape=((side, side, canvas.shape[2]) if side
                         else canvas.shape),
         negative_pad=0 if side else data.pad,
-        patches_per_image=sec.get("patches_per_image", 1))
+        patches_per_image=negatives.get("patches_per_image", 1))
     self.array = jax.device_put(canvas[None], parallel.replicated(mesh))
 
   def draw(self, array, key, num, size):
@@ -72,10 +73,9 @@ class ImageSet:
   """A dataset's images (uint8 on device, split over the data axis; zero
   rows pad the split and are never drawn); the patch is the image."""
 
-  size_field_of = staticmethod(lambda section: "data.image_size")
+  size_field = "data.image_size"
 
-  def __init__(self, config, section, mesh):
-    del section
+  def __init__(self, config, mesh):
     images, self.name, self.count = datasets.load_images(
         config.data, rows=lambda n: parallel.process_rows(n, mesh))
     shape = images.shape[1:]  # square: load_images cuts a centre square

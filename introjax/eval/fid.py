@@ -17,7 +17,8 @@ the 1008-class softmax, averaged over `splits` equal parts of the samples
 as in the original code), reported as mean and std over the parts.
 
 Both need the Inception weights, which are never downloaded: see
-`introjax.eval.inception`. `round_metrics` is what trainers call each round.
+`introjax.eval.inception`. `round_metrics` is what the `fid` evaluator
+(eval/evaluators.py) calls.
 """
 import hashlib
 
@@ -126,17 +127,19 @@ _loaded = {}      # weights path → parameters, read once per process
 _told = set()     # sentences logged once per process
 
 HOW_TO_ENABLE = (
-    "FID and Inception score are off: set --config.eval.inception_weights="
-    "/path/to/pt_inception-2015-12-05-6726825d.pth (from "
+    "FID and Inception score are off: add 'fid' to eval.per_round (e.g. "
+    "--config.eval.per_round=swd,fid) and set "
+    "--config.eval.inception_weights=/path/to/"
+    "pt_inception-2015-12-05-6726825d.pth (from "
     f"{inception.WEIGHTS_URL}) or an .npz made from it with `python -m "
-    "introjax.eval.inception --convert in.pth out.npz` to report them "
-    "every round.")
+    "introjax.eval.inception --convert in.pth out.npz`.")
 
 
-def _log_once(sentence):
-  if sentence not in _told:
-    _told.add(sentence)
-    logging.info("%s", sentence)
+def log_how_to_enable():
+  """Says once per process how to turn FID and IS on."""
+  if HOW_TO_ENABLE not in _told:
+    _told.add(HOW_TO_ENABLE)
+    logging.info("%s", HOW_TO_ENABLE)
 
 
 def inception_params(path):
@@ -144,18 +147,6 @@ def inception_params(path):
   if path not in _loaded:
     _loaded[path] = jax.device_put(inception.load_params(path))
   return _loaded[path]
-
-
-def enabled(config):
-  """Whether `config.eval.inception_weights` is set. If it is, the weights
-  are read now (so a bad file stops the run before training); if not, the
-  log says once how to set it."""
-  path = (config.get("eval") or {}).get("inception_weights", "")
-  if not path:
-    _log_once(HOW_TO_ENABLE)
-    return False
-  inception_params(path)
-  return True
 
 
 _real_cache = {}  # the last real set's features: most callers pass the
@@ -172,18 +163,17 @@ def _real_features(path, params, real, batch):
 
 def round_metrics(config, fake, real):
   """{"fid": …, "inception_score": …} of `fake` against `real` (NHWC
-  images in [−1, 1], any size, 1 or 3 channels) when
-  `config.eval.inception_weights` names a weights file; {} otherwise, after
-  logging once how to set it.
+  images in [−1, 1], any size, 1 or 3 channels) with the network of
+  `config.eval.inception_weights` (the `fid` evaluator, eval/evaluators.py).
 
   The Inception score uses eval.inception_splits parts (10 by convention),
   at most one per image. FID from few samples is biased upwards (a plug-in
   estimate of a 2048-d covariance), so compare rounds of one run, not runs
   with different sample counts.
   """
-  if not enabled(config):
-    return {}
   section = config.eval
+  if not section.get("inception_weights", ""):
+    raise ConfigError(HOW_TO_ENABLE)
   path = section.inception_weights
   params = inception_params(path)
   batch = section.get("inception_batch", 50)

@@ -1,4 +1,4 @@
-"""Initial pseudo-negatives p0, chosen by name (`<section>.init` in configs).
+"""Initial pseudo-negatives p0, chosen by name (`p0.name` in configs).
 
     sample = p0.build(name, std=…, network_key=…, patch=…)
     x = sample(key, num, shape)        # (num, *shape) float32 in [-1, 1]
@@ -64,7 +64,7 @@ def check_upsampling_patch(patch, field, size_field):
         f"4·2^k (16, 32, 64) or {field}='gaussian'.")
 
 
-def build(name, field="init", **settings):
+def build(name, field="p0.name", **settings):
   """p0 `name` with its settings bound: `sample(key, num, shape)`.
 
   `field` names the config entry for error messages."""

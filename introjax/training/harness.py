@@ -49,6 +49,23 @@ def prepare_workdir(workdir):
         "folder you can write to.") from e
 
 
+def write_results(workdir, results, markdown=None):
+  """<workdir>/results.json (what eval.final measured, JSON-safe) and, if
+  given, results.md; process 0 writes, so a shared workdir gets one copy."""
+  if jax.process_index() != 0:
+    return
+  path = os.path.join(workdir, "results.json")
+  with open(path, "w") as f:
+    json.dump(results, f, indent=2)
+  if markdown is not None:
+    path = os.path.join(workdir, "results.md")
+    with open(path, "w") as f:
+      f.write(markdown)
+  logging.info("Results in %s:\n%s", path,
+               markdown if markdown is not None else json.dumps(results,
+                                                                indent=2))
+
+
 def samples_dir(workdir):
   return os.path.join(workdir, "samples")
 

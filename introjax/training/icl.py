@@ -53,8 +53,9 @@ from introjax import parallel
 from introjax.data import datasets
 from introjax.data import pool as pool_lib
 from introjax.errors import ConfigError, NonFiniteError
+from introjax.eval import evaluators
 from introjax.eval import robustness
-from introjax.eval.images import save_grid
+from introjax.eval.images import center_crop, save_grid
 from introjax.models.heads import ClassifierHeads
 from introjax.objectives import wasserstein
 from introjax.sampling import p0 as p0_lib
@@ -65,11 +66,13 @@ from introjax.training import fit
 from introjax.training import harness
 
 VARIANTS = ("baseline", "icl_noise", "icl", "winn")
+_EVAL_STREAM = 0xE7A1   # the evaluators' real images and projections
+_P0_NETWORK_STREAM = 0x5EED   # p0.name="upsampling": its network
 
 # Beyond model.* and data.* (checkpoint.structural_keys): what sizes the
 # pools and the optimiser state, and which variants the state holds.
 STATE_KEYS = ("icl.mode", "icl.variants", "icl.positive_class",
-              "icl.negatives_per_class", "icl.pool_rounds",
+              "negatives.per_class", "pool.rounds",
               "train.weight_decay", "train.optimizer")
 
 
@@ -106,10 +109,15 @@ class IntrospectiveClassifier:
     self.dataset_name = train_set.name
     self.image_shape = train_set.images.shape[1:]
     self.num_train = train_set.num_rows
-    self.l = icl.negatives_per_class
+    self.l = config.negatives.per_class
     self.per_round = self.heads.num_negative_classes * self.l
-    self.capacity = icl.pool_rounds * self.per_round
+    self.capacity = config.pool.rounds * self.per_round
     self._check(mesh)
+    has = {"classifiers": True, "test_set": True}
+    if set(self.variants) - {"baseline"}:   # the others make negatives
+      has.update(generated=True, real=True,
+                 generated_side=min(self.image_shape[:2]))
+    evaluators.check(config, "this classifier run", has)
 
     self._batch = parallel.batch_sharding(mesh)
     self._replicated = parallel.replicated(mesh)
@@ -134,7 +142,14 @@ class IntrospectiveClassifier:
     self.loss = objectives.build_loss("icl", mode=icl.mode)
     self.settings = AscentSettings.from_config(config.synthesis)
     self.rule = stopping.build_stop_rule(config.synthesis)
-    self.p0 = p0_lib.build("gaussian", std=icl.init_std)
+    if config.p0.name == "upsampling":
+      p0_lib.check_upsampling_patch(self.image_shape[0], "p0.name",
+                                    "data image side")
+    self.p0 = p0_lib.build(
+        config.p0.name, field="p0.name", std=config.p0.std,
+        patch=self.image_shape[0],
+        network_key=jax.random.fold_in(jax.random.PRNGKey(config.seed),
+                                       _P0_NETWORK_STREAM))
     if "winn" in self.variants:
       self._init_winn()
     self.base_key = jax.random.PRNGKey(config.seed)
@@ -146,13 +161,13 @@ class IntrospectiveClassifier:
                         donate_argnums=0)
 
   def _check(self, mesh):
-    icl, train = self.config.icl, self.config.train
-    if self.l < 1 or icl.pool_rounds < 1:
-      raise ConfigError("icl.negatives_per_class and icl.pool_rounds must be "
+    train = self.config.train
+    if self.l < 1 or self.config.pool.rounds < 1:
+      raise ConfigError("negatives.per_class and pool.rounds must be "
                         "≥ 1.")
     parallel.check_divisible("train.batch_size", train.batch_size, mesh)
     parallel.check_divisible(
-        "the pseudo-negatives per round (classes × icl.negatives_per_class)",
+        "the pseudo-negatives per round (classes × negatives.per_class)",
         self.per_round, mesh)
     if train.epochs_per_round <= 0:
       raise ConfigError("train.epochs_per_round must be > 0.")
@@ -371,24 +386,37 @@ class IntrospectiveClassifier:
     split = self.config.eval.batch_size % self.mesh.size == 0
     return self._batch if split else None
 
-  def test_error(self, params):
-    return robustness.test_error(self.heads.class_logits, params,
-                                 self.test_images, self.test_labels,
-                                 self.config.eval.batch_size,
-                                 self._eval_sharding())
+  def evaluation_subject(self, classifiers, negatives=None):
+    """What the evaluators (eval/evaluators.py) see: `classifiers` (name ->
+    params) on the test set and, for a round that made them, its negatives
+    against as many random training images."""
+
+    def real(key, n, size):
+      rows = jax.random.randint(key, (n,), 0, self.num_train)
+      images = parallel.to_host(datasets.to_unit_range(self.images[rows]))
+      return center_crop(images, size)
+
+    return evaluators.Subject(
+        generated=None if negatives is None else parallel.to_host(negatives),
+        real=real, real_side=min(self.image_shape[:2]),
+        classifiers={name: (self.heads.class_logits, params)
+                     for name, params in classifiers.items()},
+        test_set=(self.test_images, self.test_labels),
+        batch_size=self.config.eval.batch_size,
+        sharding=self._eval_sharding(),
+        key=jax.random.fold_in(self.base_key, _EVAL_STREAM))
 
   def evaluate(self, state):
-    """Test error of every variant and the two-way FGSM table."""
-    ev = self.config.eval
-    errors = {name: float(self.test_error(s.params))
-              for name, s in state.items()}
-    models = {name: (self.heads.class_logits, s.params)
-              for name, s in state.items()}
-    table = robustness.robustness_table(models, self.test_images,
-                                        self.test_labels, ev.fgsm_eps,
-                                        ev.batch_size,
-                                        sharding=self._eval_sharding())
-    return errors, table
+    """eval.final over every variant: {"test_error": {name: error}} and the
+    FGSM table ("robustness") when named."""
+    subject = self.evaluation_subject({n: s.params for n, s in state.items()})
+    final = evaluators.evaluate(self.config, "final", subject)
+    errors = evaluators.per_classifier(final, "test_error", list(state))
+    if errors:
+      final = {"test_error": errors,
+               **{k: v for k, v in final.items()
+                  if not k.startswith("test_error")}}
+    return final
 
   # Harness hooks -------------------------------------------------------------
 
@@ -471,6 +499,7 @@ class IntrospectiveClassifier:
     for name, s in state.items():
       m, pool = {}, s.pool
       winn = name == "winn"
+      negatives = None
       if winn and round_index > 1:
         negatives, stats, thresholds = self._winn_negatives(
             s.params, k_syn, self.images, self.class_index, self.class_counts)
@@ -497,9 +526,10 @@ class IntrospectiveClassifier:
             "and resume: the last checkpoint is intact.")
       m.update({k: float(v) for k, v in train_metrics.items()})
       m.update(pool_size=filled, learning_rate=lr, train_steps=steps)
-      if (round_index % config.eval.every_rounds == 0
-          or round_index == config.rounds):
-        m["test_error"] = float(self.test_error(params))
+      if evaluators.due(config, round_index):
+        m.update(evaluators.evaluate(config, "per_round",
+                                     self.evaluation_subject({name: params},
+                                                             negatives)))
       metrics.update({f"{name}/{k}": v for k, v in m.items()})
       new_state[name] = VariantState(params=params, opt_state=opt_state,
                                      pool=pool)
@@ -528,22 +558,32 @@ def _synthesis_metrics(stats, name, round_index, learning_rate,
   return metrics
 
 
-def results_markdown(config, dataset_name, errors, table_text):
+def results_markdown(config, dataset_name, final):
+  """results.md: the test errors and the FGSM table that eval.final made."""
   title = "WINN classifier" if "winn" in config.icl.variants else "ICL"
   lines = [f"# {title} results: {dataset_name}, mode {config.icl.mode}, "
-           f"seed {config.seed}, {config.rounds} rounds", "",
-           "| model | test error (%) |", "| --- | --- |"]
-  lines += [f"| {name} | {100 * e:.2f} |" for name, e in errors.items()]
-  lines += ["", f"## FGSM, ε = {config.eval.fgsm_eps} on [-1, 1]", "",
-            table_text, ""]
+           f"seed {config.seed}, {config.rounds} rounds", ""]
+  if "test_error" in final:
+    lines += ["| model | test error (%) |", "| --- | --- |"]
+    lines += [f"| {name} | {100 * e:.2f} |"
+              for name, e in final["test_error"].items()]
+    lines.append("")
+  if "robustness" in final:
+    lines += [f"## FGSM, ε = {config.eval.fgsm_eps} on [-1, 1]", "",
+              robustness.format_robustness_table(final["robustness"]), ""]
+  others = {k: v for k, v in final.items()
+            if k not in ("test_error", "robustness")}
+  if others:
+    lines += ["| metric | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v:.4g} |" for k, v in others.items()]
+    lines.append("")
   return "\n".join(lines)
 
 
 def train_and_evaluate(config, workdir):
   """Trains every variant of `config.icl.variants`, resuming from `workdir`,
-  then writes results.json and results.md there (test errors and the FGSM
-  table) and returns (state, results)."""
-  robustness.check_epsilon(config.eval.fgsm_eps, -1.0, 1.0)
+  then writes results.json and results.md there (what eval.final names: by
+  default the test errors and the FGSM table) and returns (state, results)."""
   mesh = parallel.make_mesh()
   run = IntrospectiveClassifier(config, mesh)
   logging.info("Introspective classifiers (%s) on %s: %d training images %s, %d test images, "
@@ -554,21 +594,14 @@ def train_and_evaluate(config, workdir):
                config.rounds, mesh.size, workdir)
   state = harness.run_rounds(run, config, workdir)
   began = time.perf_counter()
-  errors, table = run.evaluate(state)
-  table_text = robustness.format_robustness_table(table)
+  final = run.evaluate(state)
   results = {"dataset": run.dataset_name, "mode": config.icl.mode,
              "seed": config.seed, "rounds": config.rounds,
-             "fgsm_eps": config.eval.fgsm_eps, "test_error": errors,
-             "robustness": _jsonable(table)}
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
-    markdown = results_markdown(config, run.dataset_name, errors, table_text)
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-      f.write(markdown)
-    logging.info("Evaluated in %.1f s; results in %s:\n%s",
-                 time.perf_counter() - began,
-                 os.path.join(workdir, "results.md"), markdown)
+             "fgsm_eps": config.eval.fgsm_eps,
+             **{k: _jsonable(v) for k, v in final.items()}}
+  logging.info("Evaluated in %.1f s", time.perf_counter() - began)
+  harness.write_results(workdir, results,
+                        results_markdown(config, run.dataset_name, final))
   return state, results
 
 

@@ -13,12 +13,14 @@ design is read from the config in one place:
   critic optimiser      train.optimizer       "sgd"               "adam"
   classification stop   train.loss_target     smoothed loss       (k passes)
   early stop            synthesis.stop        "windowed"          "winn"
-  initial negatives p0  <member>.init         "gaussian"          "upsampling"
-  critics kept          rounds_per_critic()   1 per round / one   K cascades
+  initial negatives p0  p0.name               "gaussian"          "upsampling"
+  negatives per round   negatives.*           canvases            patches
+  pool                  pool.*                recency 0.7         uniform
+  critics kept          cascade.*             1 per round / one   K cascades
+  evaluation            eval.per_round        —                   "swd"
 
-A member (`TextureIGM` here, `TextureWINN` in winn.py) names its config
-section and says how many rounds each critic of its cascade is trained for;
-the rest is config. IGM keeps every round's critic as a cascade and starts
+A member (`TextureIGM` here, `TextureWINN` in winn.py) says how many rounds
+each critic of its cascade is trained for; the rest is config. IGM keeps every round's critic as a cascade and starts
 each round from the last round's negatives; IGM-single keeps one critic and
 synthesises from fresh noise.
 
@@ -27,7 +29,6 @@ Both steps are single jitted calls per round: the classification step is a
 `while_loop`.
 """
 import functools
-import math
 import os
 import time
 from typing import Any, Optional
@@ -45,9 +46,8 @@ from introjax.data import images as image_data
 from introjax.data import pool as pool_lib
 from introjax.data import positives as positives_lib
 from introjax.errors import ConfigError, ConfigMismatchError, NonFiniteError
-from introjax.eval import fid
-from introjax.eval.images import center_crop, save_grid
-from introjax.eval.swd import sliced_wasserstein
+from introjax.eval import evaluators
+from introjax.eval.images import save_grid
 from introjax.models import cascade as cascade_lib
 from introjax.models import critics
 from introjax.sampling import anysize
@@ -85,21 +85,18 @@ _SWD_STREAM = 0x5D0
 
 class TextureTrainer:
   """The compiled parts of one texture member for a config, texture and
-  device mesh. Subclasses set `section` (their config section) and may
-  override `rounds_per_critic`, `fresh_p0`, the classification schedule
+  device mesh. Subclasses may override `rounds_per_critic`, `fresh_p0`, the classification schedule
   and `describe`/`progress`; members trained on a dataset of whole images
   (training/images.py) override where positives come from."""
 
-  section = ""
-  # Beyond model.* and data.* (checkpoint.structural_keys): the member
-  # section's fields that size its negatives and pool, and the optimiser.
-  _SHAPE_FIELDS = ("patch_size", "negative_size", "negatives_per_round",
-                   "pool_rounds")
+  # Beyond model.* and data.* (checkpoint.structural_keys): what sizes the
+  # negatives and the pool, and the optimiser.
+  _SHAPE_KEYS = ("negatives.size", "negatives.per_round", "pool.rounds",
+                 "train.optimizer")
 
   @property
   def state_keys(self):
-    return tuple(f"{self.section}.{k}" for k in self._SHAPE_FIELDS) + (
-        "train.optimizer",) + self.member_state_keys()
+    return self._SHAPE_KEYS + self.member_state_keys()
 
   def member_state_keys(self):
     """What only this member's checkpoints depend on."""
@@ -114,11 +111,10 @@ class TextureTrainer:
     generation alone, without reading the data (`positive` is None)."""
     self.config = config
     self.mesh = mesh
-    self.sec = config[self.section]
     self._batch = parallel.batch_sharding(mesh)
     self._replicated = parallel.replicated(mesh)
     if shapes is None:
-      self.positives = self.positives_kind(config, self.section, mesh)
+      self.positives = self.positives_kind(config, mesh)
       shapes = self.positives.shapes
     else:
       self.positives = None
@@ -136,8 +132,7 @@ class TextureTrainer:
     self.base_key = jax.random.PRNGKey(config.seed)
     self._check(mesh)
     self.p0 = p0_lib.build(
-        self.sec.get("init", "gaussian"), field=f"{self.section}.init",
-        std=self.sec.get("init_std", 0.3), patch=self.patch,
+        config.p0.name, field="p0.name", std=config.p0.std, patch=self.patch,
         network_key=jax.random.fold_in(self.base_key, _P0_NETWORK_STREAM))
     # Every compiled step takes the positives as an argument: an array a
     # jitted function closed over would be baked into its program as a
@@ -158,7 +153,7 @@ class TextureTrainer:
   @property
   def size_field(self):
     """The config field that sets the critic's input size."""
-    return self.positives_kind.size_field_of(self.section)
+    return self.positives_kind.size_field
 
   def draw_positives(self, positive, key, num, size):
     """`num` random size×size positives (float32 in [-1, 1]) from
@@ -174,30 +169,29 @@ class TextureTrainer:
     return self.positives.describe()
 
   def _check(self, mesh):
-    sec, train = self.sec, self.config.train
-    name = self.section
+    config = self.config
+    negatives, train = config.negatives, config.train
     if self.canvas_pad < 0:
       raise ConfigError("data.pad must be ≥ 0.")
     h, w = self.negative_shape[:2]
     if min(h, w) < self.patch:
       raise ConfigError(
-          f"{name}.negative_size={h} is smaller than the {self.patch}×"
-          f"{self.patch} patch; use at least {name}.patch_size (or 0 for "
+          f"negatives.size={h} is smaller than the {self.patch}×"
+          f"{self.patch} patch; use at least {self.size_field} (or 0 for "
           "whole canvases).")
-    parallel.check_divisible(f"{name}.negatives_per_round",
-                             sec.negatives_per_round, mesh)
+    parallel.check_divisible("negatives.per_round", negatives.per_round,
+                             mesh)
     parallel.check_divisible(
-        f"2 × train.batch_size × {name}.patches_per_image",
+        "2 × train.batch_size × negatives.patches_per_image",
         2 * train.batch_size * self.patches_per_image, mesh)
-    if sec.pool_rounds < 1:
-      raise ConfigError(f"{name}.pool_rounds must be ≥ 1 (rounds of "
-                        "negatives the pool keeps).")
-    if sec.get("init", "gaussian") == "upsampling":
-      p0_lib.check_upsampling_patch(self.patch, f"{name}.init",
-                                    self.size_field)
-    if self.config.log.get("swd") and min(h, w) < 16:
-      raise ConfigError(f"log.swd needs negatives of at least 16×16, but "
-                        f"they are {h}×{w}; set log.swd=False.")
+    if config.pool.rounds < 1:
+      raise ConfigError("pool.rounds must be ≥ 1 (rounds of negatives the "
+                        "pool keeps).")
+    if config.p0.name == "upsampling":
+      p0_lib.check_upsampling_patch(self.patch, "p0.name", self.size_field)
+    evaluators.check(self.config, self.describe(),
+                     {"generated": True, "real": True,
+                      "generated_side": min(h, w)})
 
   # Member hooks ---------------------------------------------------------------
 
@@ -250,7 +244,7 @@ class TextureTrainer:
   # State ------------------------------------------------------------------
 
   def initial_negatives(self, key, num, canvas_shape=None):
-    """`num` samples of p0 (`<section>.init`, sampling/p0.py) shaped like
+    """`num` samples of p0 (`p0.name`, sampling/p0.py) shaped like
     the negatives (or `canvas_shape`), placed over the mesh."""
     shape = tuple(canvas_shape or self.negative_shape)
     x = self.p0(key, num, shape)
@@ -262,13 +256,13 @@ class TextureTrainer:
   def init_state(self):
     """The state before round 1: a fresh critic, an empty cascade and a
     pool holding p0's samples (tagged round 0)."""
-    sec = self.sec
+    per_round = self.config.negatives.per_round
     k_critic, k_neg = jax.random.split(jax.random.fold_in(self.base_key, 0))
     params = critics.init_critic(self.critic, k_critic,
                                  (self.patch, self.patch, self.canvas_shape[2]))
     params = jax.device_put(params, self._replicated)
-    negatives = self.initial_negatives(k_neg, sec.negatives_per_round)
-    pool = pool_lib.empty_pool(sec.pool_rounds * sec.negatives_per_round,
+    negatives = self.initial_negatives(k_neg, per_round)
+    pool = pool_lib.empty_pool(self.config.pool.rounds * per_round,
                                self.negative_shape)
     pool = jax.device_put(pool, self._pool_sharding())
     pool = self._add(pool, negatives, 0)
@@ -319,7 +313,7 @@ class TextureTrainer:
     """`train_steps` optimiser steps on positives ∪ pool, or fewer once the
     smoothed loss reaches `loss_target` (training/fit.py); stops at a
     non-finite loss."""
-    train, sec = self.config.train, self.sec
+    train, recency_decay = self.config.train, self.config.pool.recency_decay
     per_class = train.batch_size * self.patches_per_image
     nh, nw = self.negative_shape[:2]
 
@@ -327,7 +321,7 @@ class TextureTrainer:
       k_pos, k_slot, k_neg = jax.random.split(key, 3)
       pos = self.draw_positives(positive, k_pos, per_class, self.patch)
       slots = pool_lib.pool_sample(pool, k_slot, train.batch_size,
-                                   round_index, sec.recency_decay)
+                                   round_index, recency_decay)
       neg = anysize.crop(
           pool.images, jnp.repeat(slots, self.patches_per_image),
           anysize.random_origins(k_neg, 1, per_class, (nh, nw), self.patch)[0],
@@ -432,34 +426,17 @@ class TextureTrainer:
 
   # Evaluation --------------------------------------------------------------
 
-  def swd(self, negatives, key=None):
-    """PGGAN's sliced Wasserstein distance (×10³) between the negatives' (or
-    any images') central S×S crops and as many random S×S crops of the
-    texture, S the largest 16·2^j that fits both; {"swd_mean": …,
-    "swd_<res>": …}.
-
-    The default key is the same every round (the same real crops and
-    projections), so rounds differ only by their negatives.
-    """
-    if key is None:
-      key = jax.random.fold_in(self.base_key, _SWD_STREAM)
-    side = min(*negatives.shape[1:3], *self.canvas_shape[:2])
-    size = 16 * 2 ** int(math.log2(side // 16))
-    k_crop, k_swd = jax.random.split(key)
-    real = self.positive_patches(k_crop, negatives.shape[0], size)
-    fake = center_crop(parallel.to_host(negatives), size)
-    result = sliced_wasserstein(parallel.to_host(real), fake, k_swd)
-    return {f"swd_{k}": v for k, v in result.items()}
-
-  def inception_metrics(self, negatives):
-    """FID and Inception score (eval.inception_weights) of the negatives'
-    unpadded centres against as many random positives; the same ones every
-    round (fid.round_metrics caches their features)."""
-    size = min(self.negative_shape[:2]) - 2 * self.negative_pad
-    key = jax.random.fold_in(self.base_key, _SWD_STREAM)
-    real = self.positive_patches(key, negatives.shape[0], size)
-    fake = center_crop(parallel.to_host(negatives), size)
-    return fid.round_metrics(self.config, fake, parallel.to_host(real))
+  def evaluation_subject(self, negatives):
+    """What the evaluators (eval.per_round, eval/evaluators.py) see of a
+    round: its negatives against random positives of their size, the same
+    positives every round."""
+    return evaluators.Subject(
+        generated=parallel.to_host(negatives),
+        generated_pad=self.negative_pad,
+        real=lambda key, n, size: parallel.to_host(
+            self.positive_patches(key, n, size)),
+        real_side=min(self.canvas_shape[:2]),
+        key=jax.random.fold_in(self.base_key, _SWD_STREAM))
 
   # Harness hooks -------------------------------------------------------------
 
@@ -516,7 +493,8 @@ class TextureTrainer:
     seeds = (state.negatives if t == 1 or self.starts_critic(t)
              else state.seeds)
     if self.fresh_p0 and self.critic_index(t) == 0:
-      start = self.initial_negatives(k_init, self.sec.negatives_per_round)
+      start = self.initial_negatives(k_init,
+                                     self.config.negatives.per_round)
     else:
       start = seeds
     negatives, stats, thresholds = self._synthesize(self.positive, critic,
@@ -532,10 +510,9 @@ class TextureTrainer:
           f"round {t}; lower synthesis.learning_rate (now "
           f"{self.settings.learning_rate}) and resume: the last checkpoint is "
           "intact.")
-    if self.config.log.get("swd"):
-      metrics.update(self.swd(negatives))
-    if fid.enabled(self.config):
-      metrics.update(self.inception_metrics(negatives))
+    if evaluators.due(self.config, t):
+      metrics.update(evaluators.evaluate(
+          self.config, "per_round", self.evaluation_subject(negatives)))
     pool = self._add(state.pool, negatives, t)
     return TextureState(critic=critic, opt_state=opt_state, cascade=cascade,
                         pool=pool, negatives=negatives,
@@ -544,23 +521,21 @@ class TextureTrainer:
 
 class TextureIGM(TextureTrainer):
   """IGM (a new critic every round, each round starting from the last
-  round's negatives) or IGM-single (`igm.single`: one critic, every round
+  round's negatives) or IGM-single (`cascade.single`: one critic, every round
   from fresh noise)."""
 
-  section = "igm"
-
   def member_state_keys(self):
-    return ("igm.single",)
+    return ("cascade.single",)
 
   def rounds_per_critic(self):
-    return None if self.config.igm.single else 1
+    return None if self.config.cascade.single else 1
 
   @property
   def fresh_p0(self):
-    return self.config.igm.single
+    return self.config.cascade.single
 
   def describe(self):
-    return "IGM-single" if self.config.igm.single else "IGM"
+    return "IGM-single" if self.config.cascade.single else "IGM"
 
 
 def _crop_center(canvases, pad):
@@ -596,7 +571,6 @@ def train_texture(trainer_cls, config, workdir):
   `workdir`, then writes the final texture at `generate.size` from p0."""
   mesh = parallel.make_mesh()
   run = trainer_cls(config, mesh)
-  fid.enabled(config)   # reads eval.inception_weights before training
   logging.info("%s on %s, %d rounds, %d devices; writing to %s",
                run.describe(), run.describe_data(), config.rounds, mesh.size,
                workdir)
@@ -616,6 +590,11 @@ def train_texture(trainer_cls, config, workdir):
                  "(%d ascent steps each, %.1f s): %s", gen.num_images,
                  size, size, int(state.cascade.count),
                  steps, time.perf_counter() - began, path)
+    if evaluators.names(config, "final"):
+      final = evaluators.evaluate(config, "final",
+                                  run.evaluation_subject(textures))
+      harness.write_results(workdir, {"round": config.rounds, "size": size,
+                                      **final})
   return state
 
 

@@ -11,8 +11,8 @@ from p0 — is the shared round of `igm.TextureTrainer`, so the four members
 (IGM, IGM-single, WINN-single, WINN with K critics) are directly comparable
 on identical data:
 
-    trainer="igm_images"   igm.single=False | True     (IGM | IGM-single)
-    trainer="winn_images"  winn.cascade=1 | K          (WINN-single | WINN)
+    trainer="igm_images"   cascade.single=False | True   (IGM | IGM-single)
+    trainer="winn_images"  cascade.critics=1 | K         (WINN-single | WINN)
 
 The dataset lives on the devices as uint8 (4× smaller than float32), split
 over the mesh's data axis like the negative pool: each process decodes only
@@ -33,7 +33,7 @@ class ImageIGM(igm.TextureIGM):
 
 
 class ImageWINN(winn.TextureWINN):
-  """WINN-single or WINN with `winn.cascade` critics on a dataset of
+  """WINN-single or WINN with `cascade.critics` critics on a dataset of
   images."""
   positives_kind = positives.ImageSet
 

@@ -7,11 +7,11 @@ Wasserstein loss with gradient penalty λ = 10 (train.loss="wgan_gp") under
 Adam 1e-4, β = (0, 0.9), per-sample early stop at thresholds
 ~ U[min f(x⁺), max f(x⁺)] of the current critic on positives
 (synthesis.stop="winn"), App. D's random up-sampling network as p0
-(winn.init="upsampling"), patch-sized pseudo-negatives (§5.2 trains on
+(p0.name="upsampling"), patch-sized pseudo-negatives (§5.2 trains on
 64×64 patches) and anysize synthesis of a larger working canvas at the end.
 What is WINN's own is here:
 
-* critics kept: `winn.cascade = K` splits the rounds into K equal cascades
+* critics kept: `cascade.critics = K` splits the rounds into K equal cascades
   (eq. 8); each new critic starts from the last one's weights and optimiser
   state, as in the released code, and is kept frozen once its rounds end.
 * synthesis start: every round of the first cascade climbs fresh samples
@@ -30,27 +30,25 @@ from introjax.errors import ConfigError
 from introjax.training import igm
 
 class TextureWINN(igm.TextureTrainer):
-  """WINN on a texture: `winn.cascade` critics, each trained for an equal
+  """WINN on a texture: `cascade.critics` critics, each trained for an equal
   share of the rounds."""
 
-  section = "winn"
-
   def __init__(self, config, mesh, shapes=None):
-    cascade, rounds = config.winn.cascade, config.rounds
+    cascade, rounds = config.cascade.critics, config.rounds
     if cascade < 1 or rounds % cascade:
       raise ConfigError(
-          f"winn.cascade={cascade} must be ≥ 1 and divide rounds={rounds}, "
+          f"cascade.critics={cascade} must be ≥ 1 and divide rounds={rounds}, "
           "as each critic of the cascade trains for rounds/cascade rounds; "
-          "set rounds to a multiple of winn.cascade.")
+          "set rounds to a multiple of cascade.critics.")
     super().__init__(config, mesh, shapes)
 
   def member_state_keys(self):
     # Where each cascade ends depends on `rounds` once there are several.
-    extra = ("rounds",) if self.config.winn.cascade > 1 else ()
-    return ("winn.cascade",) + extra
+    extra = ("rounds",) if self.config.cascade.critics > 1 else ()
+    return ("cascade.critics",) + extra
 
   def rounds_per_critic(self):
-    cascade = self.config.winn.cascade
+    cascade = self.config.cascade.critics
     return None if cascade == 1 else self.config.rounds // cascade
 
   @property
@@ -62,13 +60,13 @@ class TextureWINN(igm.TextureTrainer):
     return None
 
   def describe(self):
-    cascade = self.config.winn.cascade
+    cascade = self.config.cascade.critics
     return "WINN-single" if cascade == 1 else f"WINN ({cascade} critics)"
 
   def progress(self, round_index, rounds, metrics, seconds):
     return progress_line(round_index, rounds, metrics, seconds,
                          self.critic_index(round_index) + 1,
-                         self.config.winn.cascade)
+                         self.config.cascade.critics)
 
 
 def progress_line(round_index, rounds, m, seconds, critic, critics):

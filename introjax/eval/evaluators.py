@@ -1,0 +1,228 @@
+"""Evaluators chosen by name from the config, for any member.
+
+    eval.per_round   "swd"            names run on every `eval.every_rounds`-th
+                                      round (and the last), into metrics.jsonl
+    eval.final       "test_error,fgsm"  names run once after training, into
+                                      the member's results
+
+  swd         sliced Wasserstein distance (×10³, PGGAN) between the generated
+              images and as many real ones                 (eval/swd.py)
+  fid         FID and Inception score of the generated images against as many
+              real ones; needs eval.inception_weights      (eval/fid.py)
+  test_error  each classifier's error on the test set       (eval/robustness.py)
+  fgsm        WINN Table 3's two-way FGSM table over the classifiers, with
+              step eval.fgsm_eps on [-1, 1]                 (eval/robustness.py)
+
+A member describes what it has to show as a `Subject`; each evaluator says
+what it needs from one (`needs`), so a name a member cannot serve is refused
+before training with a sentence, not half-way through a run.
+"""
+import dataclasses
+from typing import Callable, Dict, Optional, Tuple
+
+import jax
+import numpy as np
+
+from introjax.errors import ConfigError
+from introjax.eval import fid as fid_lib
+from introjax.eval import robustness
+from introjax.eval.images import center_crop
+from introjax.eval.swd import sliced_wasserstein
+
+
+@dataclasses.dataclass
+class Subject:
+  """What a member shows its evaluators.
+
+  generated: host images (N, H, W, C) in [-1, 1], the round's negatives or
+    the final samples; `generated_pad` rows/columns of each border are
+    working margin, not content.
+  real: (key, n, size) -> n host images of size×size from the positives;
+    sizes up to `real_side`.
+  classifiers: name -> (logits_fn, params).
+  test_set: (images, labels); batch_size and sharding of the test passes.
+  key: the evaluation key, the same every round (the same real crops and
+    projections), so rounds differ only by what they made.
+  """
+  generated: Optional[np.ndarray] = None
+  generated_pad: int = 0
+  real: Optional[Callable] = None
+  real_side: int = 0
+  classifiers: Dict[str, Tuple[Callable, object]] = dataclasses.field(
+      default_factory=dict)
+  test_set: Optional[Tuple[np.ndarray, np.ndarray]] = None
+  batch_size: int = 500
+  sharding: object = None
+  key: object = None
+
+
+# What each need means, for the sentence that refuses an evaluator.
+_NEEDS = {"generated": "generated images",
+          "real": "real images to compare them with",
+          "classifiers": "a classifier",
+          "test_set": "a labelled test set"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+  name: str
+  needs: Tuple[str, ...]
+  run: Callable           # (subject, config) -> {metric: value}
+  check: Callable = lambda config, has: None   # before training
+
+
+_REGISTRY: Dict[str, Evaluator] = {}
+
+
+def register(name, needs, check=None):
+  def wrap(fn):
+    _REGISTRY[name] = Evaluator(name, tuple(needs), fn,
+                                check or (lambda config, has: None))
+    return fn
+  return wrap
+
+
+def names(config, stage):
+  """The evaluator names of `eval.<stage>` ("per_round" or "final"), a
+  comma-separated string."""
+  text = (config.get("eval") or {}).get(stage, "")
+  return tuple(n.strip() for n in str(text).split(",") if n.strip())
+
+
+def check(config, member, has, stages=("per_round", "final")):
+  """Refuses, before training, an evaluator that `member` (its name in the
+  sentence) cannot serve. `has`:
+  a dict of the Subject fields it provides (True), with `generated_side`
+  (the smallest side of what it generates) when it generates. Also refuses Inception weights set with `fid` unnamed."""
+  chosen = set()
+  for stage in stages:
+    for name in names(config, stage):
+      if name not in _REGISTRY:
+        raise ConfigError(
+            f"eval.{stage} names {name!r}; the evaluators are "
+            f"{', '.join(sorted(_REGISTRY))}.")
+      ev = _REGISTRY[name]
+      missing = [n for n in ev.needs if n not in has]
+      if missing:
+        raise ConfigError(
+            f"eval.{stage} names {name!r}, which needs "
+            f"{' and '.join(_NEEDS[n] for n in missing)}; {member} has none. "
+            f"Remove it from eval.{stage}.")
+      ev.check(config, has)
+      chosen.add(name)
+  weights = (config.get("eval") or {}).get("inception_weights", "")
+  if weights and "fid" not in chosen:
+    raise ConfigError(
+        "eval.inception_weights is set but no eval stage names 'fid'; add "
+        "it, e.g. --config.eval.per_round=swd,fid.")
+  if "generated" in has and "fid" not in chosen:
+    fid_lib.log_how_to_enable()
+
+
+def _serves(subject, need):
+  value = getattr(subject, need)
+  return value is not None and (not isinstance(value, dict) or bool(value))
+
+
+def due(config, round_index):
+  """Whether round `round_index` runs the per-round evaluators."""
+  every = (config.get("eval") or {}).get("every_rounds", 1)
+  return round_index % every == 0 or round_index == config.rounds
+
+
+def evaluate(config, stage, subject):
+  """{metric: value} of every evaluator named in `eval.<stage>` that
+  `subject` can serve."""
+  metrics = {}
+  for name in names(config, stage):
+    ev = _REGISTRY[name]
+    # A subject without what it needs (ICL's baseline, or round 1, makes no
+    # negatives) reports nothing for it; `check` refused members that never
+    # have it.
+    if all(_serves(subject, need) for need in ev.needs):
+      metrics.update(ev.run(subject, config))
+  return metrics
+
+
+def run(name, subject, config=None):
+  """The metrics of evaluator `name` on `subject` (config: for evaluators
+  with settings, fid and fgsm)."""
+  return _REGISTRY[name].run(subject, config)
+
+
+def per_classifier(metrics, metric, names_):
+  """{classifier name: value} of `metric` in `metrics` (as the evaluators
+  key it: bare for one classifier, "<metric>/<name>" for several); {} if
+  absent."""
+  if len(names_) == 1:
+    return {names_[0]: metrics[metric]} if metric in metrics else {}
+  return {n: metrics[f"{metric}/{n}"] for n in names_
+          if f"{metric}/{n}" in metrics}
+
+
+# The evaluators -------------------------------------------------------------
+
+
+def _check_swd(config, has):
+  side = has.get("generated_side", 16)
+  if side < 16:
+    raise ConfigError(
+        f"swd needs generated images of at least 16×16, but they are "
+        f"{side}×{side}; remove 'swd' from eval.per_round.")
+
+
+@register("swd", needs=("generated", "real"), check=_check_swd)
+def _swd(subject, config):
+  """PGGAN's SWD between the generated images' central S×S crops and as
+  many real S×S images, S the largest 16·2^j that fits both."""
+  images = subject.generated
+  side = min(*images.shape[1:3], subject.real_side)
+  size = 16 * 2 ** int(np.log2(side // 16))
+  k_real, k_swd = jax.random.split(subject.key)
+  real = subject.real(k_real, images.shape[0], size)
+  result = sliced_wasserstein(real, center_crop(images, size), k_swd)
+  return {f"swd_{k}": v for k, v in result.items()}
+
+
+def _check_fid(config, has):
+  if not (config.get("eval") or {}).get("inception_weights", ""):
+    raise ConfigError(
+        "eval names 'fid', which needs eval.inception_weights: "
+        + fid_lib.HOW_TO_ENABLE)
+  fid_lib.inception_params(config.eval.inception_weights)  # a bad file: now
+
+
+@register("fid", needs=("generated", "real"), check=_check_fid)
+def _fid(subject, config):
+  """FID and Inception score of the generated images' content (without
+  their working margin) against as many real images of that size."""
+  images = subject.generated
+  size = min(images.shape[1:3]) - 2 * subject.generated_pad
+  real = subject.real(subject.key, images.shape[0], size)
+  return fid_lib.round_metrics(config, center_crop(images, size), real)
+
+
+@register("test_error", needs=("classifiers", "test_set"))
+def _test_error(subject, config):
+  """{"test_error": e} for one classifier, {"test_error/<name>": e} for
+  several."""
+  images, labels = subject.test_set
+  errors = {name: robustness.test_error(fn, params, images, labels,
+                                        subject.batch_size, subject.sharding)
+            for name, (fn, params) in subject.classifiers.items()}
+  if len(errors) == 1:
+    return {"test_error": next(iter(errors.values()))}
+  return {f"test_error/{name}": e for name, e in errors.items()}
+
+
+def _check_fgsm(config, has):
+  robustness.check_epsilon(config.eval.fgsm_eps, -1.0, 1.0)
+
+
+@register("fgsm", needs=("classifiers", "test_set"), check=_check_fgsm)
+def _fgsm(subject, config):
+  """{"robustness": RobustnessResult} over every classifier."""
+  images, labels = subject.test_set
+  return {"robustness": robustness.robustness_table(
+      subject.classifiers, images, labels, config.eval.fgsm_eps,
+      subject.batch_size, sharding=subject.sharding)}
