@@ -9,11 +9,11 @@ from N(0, 0.3²), each sample stopping once it crosses the decision
 boundary (its logit crosses 0: synthesis.stop="logit" at probability 0.5).
 
 Variants, chosen after a colon:
-  (none)   the laptop default, offline: the same 200 grey LFW faces at
+  (none)   the laptop default, offline: the same 100 grey LFW faces at
            32×32 as configs/winn_celeba.py, a three-layer half-width
            critic, 32 negatives per round, 10 rounds; about 3 minutes on a
-           shared 2-core CPU (SWD 299 → 234; still noise-like after 10
-           rounds, see BENCHMARKS.md: raise rounds for faces).
+           shared 2-core CPU (SWD 299 → 234 on the set with its 100
+           non-faces; still noise-like after 10 rounds, see BENCHMARKS.md).
   celeba   TFDS `celeb_a`, the centre 64×64 of each photo (§4.3), a
            four-layer critic.
   paper    §4.3 on CelebA: the full DCGAN critic (64…512), batches of
@@ -54,6 +54,7 @@ def get_config(variant=""):
 
   c.cascade = ml_collections.ConfigDict()
   c.cascade.single = False       # IGM-single: one critic, synthesis from noise
+  c.cascade.single_steps = 1000  # its synthesis.max_steps (igm_texture.py)
 
   c.negatives = ml_collections.ConfigDict()
   c.negatives.per_round = 32
@@ -117,7 +118,7 @@ def get_config(variant=""):
     c.pool.rounds = 3
     c.train.batch_size = 8
     c.train.max_steps = 30
-    c.synthesis.max_steps = 15
+    c.synthesis.max_steps = c.cascade.single_steps = 15
     c.generate.num_images = 4
     c.log.num_samples = 4
   elif variant not in ("", "celeba", "paper"):

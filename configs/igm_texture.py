@@ -41,6 +41,12 @@ def get_config(variant=""):
 
   c.cascade = ml_collections.ConfigDict()
   c.cascade.single = False       # IGM-single: one critic, synthesis from noise
+  # IGM-single's synthesis.max_steps: its one critic must carry p0's noise
+  # the whole way every round (the cascade's critics share that climb), and
+  # the climb grows as the critic hardens (28 steps in round 1, ~900 by
+  # round 11). At 100 its negatives stop reaching the boundary from round 6
+  # and the critic saturates on noise (BENCHMARKS.md, "IGM-single").
+  c.cascade.single_steps = 1000
 
   c.negatives = ml_collections.ConfigDict()
   c.negatives.per_round = 32     # canvases synthesised per round (l)
@@ -81,8 +87,14 @@ def get_config(variant=""):
   c.generate.num_images = 1
 
   c.style = ml_collections.ConfigDict()
+  # IGM §4.2: maximise (1−α)·mean patch logit − α·mean (x − content)².
+  # Averaged as the paper says, the fidelity term is weak against the
+  # critics' logits, so how much texture covers the picture is set mostly
+  # by the steps (the ascent is stopped early, as in synthesis); α trades
+  # within that. At 30 steps through the laptop run's 20 critics the brick
+  # covers the whole astronaut, who stays recognisable (BENCHMARKS.md).
   c.style.alpha = 0.3
-  c.style.steps = 20             # ascent steps per critic of the cascade
+  c.style.steps = 30             # ascent steps per critic of the cascade
 
   c.log = ml_collections.ConfigDict()
   c.log.num_samples = 8          # negatives shown in each round's PNG
@@ -111,7 +123,7 @@ def get_config(variant=""):
     c.pool.rounds = 3
     c.train.batch_size = 8
     c.train.max_steps = 30
-    c.synthesis.max_steps = 15
+    c.synthesis.max_steps = c.cascade.single_steps = 15
     c.synthesis.window = 5
     c.generate.size = 32
     c.style.steps = 3

@@ -3,11 +3,12 @@
     python -m introjax.main --config=configs/winn_celeba.py --workdir=runs/winn_faces
 
 Variants, chosen after a colon:
-  (none)   the laptop default, offline: scikit-image's 200 grey LFW faces
+  (none)   the laptop default, offline: scikit-image's 100 grey LFW faces
            (`lfw_subset`, 25×25, scaled up to 32×32), a half-width App. C
            critic with three stages, 32 negatives per round, 10 rounds, a
            final grid of 64 new faces; about 6 minutes on a shared 2-core
-           CPU (SWD to real faces 222 → 182; see BENCHMARKS.md).
+           CPU (SWD 222 → 182, measured on the set with its 100
+           non-faces; see BENCHMARKS.md).
   celeba   the same training on TFDS `celeb_a` (train split), the centre
            64×64 of each 218×178 photo as IGM §4.3 crops it, a four-stage
            critic. Needs the dataset prepared (the error says how).

@@ -67,7 +67,8 @@ RENAMED = {"igm.single": "cascade.single", "winn.cascade": "cascade.critics",
 
 def upgrade(config_dict):
   """A saved config (a dict, as checkpoints hold it) in today's layout: the
-  RENAMED keys moved, p0.name "gaussian" where it was implicit."""
+  RENAMED keys moved, p0.name "gaussian" where it was implicit, IGM-single's
+  step cap where it was synthesis.max_steps."""
   config_dict = json_copy(config_dict)
   moved = False
   for old, new in RENAMED.items():
@@ -84,6 +85,10 @@ def upgrade(config_dict):
       del config_dict[member]
   if moved and "p0" in config_dict:
     config_dict["p0"].setdefault("name", "gaussian")
+  cascade = config_dict.get("cascade", {})
+  if "single" in cascade and "single_steps" not in cascade:
+    # Before cascade.single_steps, IGM-single climbed synthesis.max_steps.
+    cascade["single_steps"] = config_dict["synthesis"]["max_steps"]
   return config_dict
 
 

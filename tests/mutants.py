@@ -44,8 +44,8 @@ MUTATIONS = (
         ("tests/test_sampling.py::test_anysize_gradient_equals_per_patch_loop",)),
     Mutation(
         "fidelity-sign", "introjax/sampling/scores.py",
-        "(1 - alpha) * grad - alpha * 2.0 * (x - content)",
-        "(1 - alpha) * grad + alpha * 2.0 * (x - content)",
+        "(1 - alpha) * logits.mean(axis=1) - alpha * fidelity",
+        "(1 - alpha) * logits.mean(axis=1) + alpha * fidelity",
         ("tests/test_igm.py::test_sample_and_style_transfer_from_saved_model",)),
     Mutation(
         "windowed-never-stops", "introjax/sampling/stopping.py",
@@ -224,6 +224,18 @@ MUTATIONS = (
         "  restart = (jax.random.uniform(k_restart, (n,)) < restart_probability) | empty",
         "  restart = jnp.zeros((n,), bool) | empty",
         ("tests/test_pool.py::test_persistent_chains_restart_with_probability_p_and_write_back",)),
+    # Documented defaults (faces only, style transfer that shows).
+    Mutation(
+        "lfw-with-non-faces", "introjax/data/datasets.py",
+        "    faces = skimage.data.lfw_subset()[:LFW_SUBSET_FACES]",
+        "    faces = skimage.data.lfw_subset()",
+        ("tests/test_images.py::test_lfw_subset_is_the_bundled_faces_resized_to_32",)),
+    Mutation(
+        "style-summed-fidelity", "introjax/sampling/scores.py",
+        "      fidelity = jnp.mean(jnp.square(x - content), axis=(1, 2, 3))",
+        "      fidelity = jnp.sum(jnp.square(x - content), axis=(1, 2, 3))",
+        ("tests/test_igm.py::test_style_objective_is_the_mean_logit_less_the_mean_squared_change",
+         "tests/test_igm.py::test_sample_and_style_transfer_from_saved_model")),
 )
 
 

@@ -168,4 +168,9 @@ def test_an_old_checkpoints_config_reads_in_todays_layout():
   igm["igm"] = {"single": igm.pop("cascade")["single"],
                 "init_std": igm["p0"]["std"]}
   del igm["p0"]
-  assert config_utils.upgrade(igm)["p0"] == {"std": 0.3, "name": "gaussian"}
+  upgraded = config_utils.upgrade(igm)
+  assert upgraded["p0"] == {"std": 0.3, "name": "gaussian"}
+  # IGM-single climbed synthesis.max_steps before cascade.single_steps.
+  igm["synthesis"]["max_steps"] = 77
+  assert config_utils.upgrade(igm)["cascade"] == {"single": False,
+                                                  "single_steps": 77}

@@ -47,9 +47,20 @@ def test_lfw_subset_is_the_bundled_faces_resized_to_32():
   import skimage.data
   faces, name, total = datasets.load_images(data_config(source="lfw_subset",
                                                         image_size=32))
-  assert name == "lfw_subset" and total == 200
-  assert faces.shape == (200, 32, 32, 1) and faces.dtype == np.uint8
-  raw = np.round(skimage.data.lfw_subset()[7] * 255).astype(np.uint8)
+  # scikit-image's set is 100 faces, then 100 non-faces: only the faces.
+  assert name == "lfw_subset" and total == 100
+  assert faces.shape == (100, 32, 32, 1) and faces.dtype == np.uint8
+  raw = np.round(skimage.data.lfw_subset() * 255).astype(np.uint8)
+  native, _, _ = datasets.load_images(data_config(source="lfw_subset"))
+  np.testing.assert_array_equal(native[..., 0], raw[:100])
+  # Faces look like the mean face; the background crops do not.
+  mean_face = raw[:100].mean(0)
+  def likeness(images):  # a blank crop (no variance) is no likeness
+    return np.median([np.nan_to_num(np.corrcoef(i.ravel(),
+                                                mean_face.ravel())[0, 1])
+                      for i in images])
+  assert likeness(native[..., 0]) > 0.5 > 0.0 > likeness(raw[100:])
+  raw = raw[7]
   expected = np.asarray(Image.fromarray(raw).resize((32, 32), Image.BICUBIC))
   np.testing.assert_array_equal(faces[7, ..., 0], expected)
   rgb, _, _ = datasets.load_images(data_config(source="lfw_subset",
@@ -59,7 +70,7 @@ def test_lfw_subset_is_the_bundled_faces_resized_to_32():
   # One process's rows: only those are kept; an empty share keeps the shape.
   part, _, total = datasets.load_images(
       data_config(source="lfw_subset", image_size=32), rows=lambda n: (7, 9))
-  assert total == 200
+  assert total == 100
   np.testing.assert_array_equal(part, faces[7:9])
   none, _, _ = datasets.load_images(
       data_config(source="lfw_subset", image_size=32),

@@ -349,7 +349,11 @@ def _tfds_source(tfds, name, split, data_dir, split_key):
 # Unlabelled images for the generative models -------------------------------
 
 IMAGE_SOURCES = ("lfw_subset", "tfds")
-# scikit-image's 200 grey 25×25 LFW faces are scaled up to this side: the
+# scikit-image's lfw_subset is a face-detection set: 100 grey 25×25 LFW faces
+# followed by 100 non-faces (background crops). Only the faces are training
+# images.
+LFW_SUBSET_FACES = 100
+# The faces are scaled up to this side: the
 # App. C critic halves its map per stage and App. D's initialiser doubles
 # 4×4 noise, so both need a side of 4·2^k, and 32 is the nearest one above
 # 25 (up-sampling keeps every pixel of the data; 16 would throw most away).
@@ -360,13 +364,13 @@ def load_images(data, rows=None):
   """The unlabelled training images the config's data section names: (N, S,
   S, C) uint8, a name for them, and how many there are over every process.
 
-  Fields read from `data`: `source` ("lfw_subset": scikit-image's bundled
-  faces, offline; "tfds": `name`, `split` ("+"-joins), `data_dir`),
-  `max_images` (0: all), `crop` (side of the centre square cut from each
-  image; 0: the largest), `image_size` (the square is resized to this; 0:
-  kept), `channels` (0: as stored; 1: grey; 3: RGB). Each image is cut and
-  resized as it is decoded, so a large dataset never sits in memory at its
-  stored size.
+  Fields read from `data`: `source` ("lfw_subset": scikit-image's 100
+  bundled LFW faces, offline, without the set's 100 non-faces; "tfds":
+  `name`, `split` ("+"-joins), `data_dir`), `max_images` (0: all), `crop`
+  (side of the centre square cut from each image; 0: the largest),
+  `image_size` (the square is resized to this; 0: kept), `channels` (0: as
+  stored; 1: grey; 3: RGB). Each image is cut and resized as it is decoded,
+  so a large dataset never sits in memory at its stored size.
 
   `rows`, as in `load_classification`: a function of the dataset's size
   returning the rows [start, stop) this process keeps (TFDS: only those are
@@ -386,7 +390,7 @@ def load_images(data, rows=None):
   transform = lambda image: _square(image, crop, size)
   if source == "lfw_subset":
     import skimage.data
-    faces = skimage.data.lfw_subset()  # (200, 25, 25) floats in [0, 1]
+    faces = skimage.data.lfw_subset()[:LFW_SUBSET_FACES]  # floats in [0, 1]
     faces = np.round(faces * 255.0).astype(np.uint8)[..., None]
     if limit:
       faces = faces[:limit]

@@ -53,7 +53,7 @@ def load_image(source, size=None, channels=None, min_side=0):
       raise ImageError(
           f"Image {source!r} {what} {side} pixels on its shorter side, smaller "
           f"than the {min_side}×{min_side} training patch; use a larger image "
-          "(or data.image_size) or a smaller igm.patch_size.")
+          "(or data.image_size) or a smaller data.patch_size.")
   image = image.astype(np.float32)
   if image.max() > 1.0:
     image = image / 255.0

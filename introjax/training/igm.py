@@ -127,7 +127,7 @@ class TextureTrainer:
     self.critic_loss = objectives.build_loss(
         config.train.get("loss", "bce"), config.train)
     self.tx = optim.make_optimizer(config.train)
-    self.settings = AscentSettings.from_config(config.synthesis)
+    self.settings = self.ascent_settings()
     self.rule = stopping.build_stop_rule(config.synthesis)
     self.base_key = jax.random.PRNGKey(config.seed)
     self._check(mesh)
@@ -143,6 +143,11 @@ class TextureTrainer:
                         donate_argnums=0)
     self._put_critic = jax.jit(cascade_lib.put, donate_argnums=0)
     self._generate = jax.jit(self._generate_fn, static_argnums=(3,))
+
+  def ascent_settings(self):
+    """How synthesis moves the negatives (and generation climbs each
+    critic): the config's `synthesis` section."""
+    return AscentSettings.from_config(self.config.synthesis)
 
   # Positives -----------------------------------------------------------------
   # Where positives come from is `positives_kind` (data/positives.py): a
@@ -387,14 +392,16 @@ class TextureTrainer:
     objective."""
     def climb(x, params, key):
       hw = x.shape[1:3]
-      score_and_grad = self._ascent(params, hw)
       settings = self.settings
       if stylize is not None:
         alpha, steps = stylize
-        score_and_grad = scores.with_fidelity(score_and_grad, x0, alpha)
+        score_and_grad = scores.style_transfer(
+            functools.partial(self.logits, params), self.patch,
+            self._patches_for(hw), x0, alpha)
         rule = stopping.FixedSteps()
         settings = settings.replace(max_steps=steps)
       else:
+        score_and_grad = self._ascent(params, hw)
         rule = self._stop_rule(positive, params, jax.random.fold_in(key, 1),
                                x.shape[0], self._patches_for(hw))
       return ascend(score_and_grad, x, key, rule, settings)
@@ -526,6 +533,15 @@ class TextureIGM(TextureTrainer):
 
   def member_state_keys(self):
     return ("cascade.single",)
+
+  def ascent_settings(self):
+    """IGM-single's one critic climbs p0's noise the whole way every round
+    (and at generation), where the cascade's critics share that climb
+    round by round: its step cap is `cascade.single_steps`."""
+    settings = super().ascent_settings()
+    if self.config.cascade.single:
+      settings = settings.replace(max_steps=self.config.cascade.single_steps)
+    return settings
 
   def rounds_per_critic(self):
     return None if self.config.cascade.single else 1
