@@ -44,7 +44,7 @@ def get_config(variant=""):
   # IGM-single's synthesis.max_steps: its one critic must carry p0's noise
   # the whole way every round (the cascade's critics share that climb), and
   # the climb grows as the critic hardens (28 steps in round 1, ~900 by
-  # round 11). At 100 its negatives stop reaching the boundary from round 6
+  # round 11). At 100 its negatives stop reaching the boundary from round 4
   # and the critic saturates on noise (BENCHMARKS.md, "IGM-single").
   c.cascade.single_steps = 1000
 
