@@ -13,9 +13,9 @@ step past it).
 Variants, chosen after a colon:
   (none)   the laptop default, offline: the same 100 grey LFW faces at
            32×32 as configs/winn_celeba.py, a three-layer half-width
-           critic, 32 negatives per round, 20 rounds with the windowed
-           stop; about 2.5 minutes on 2 cores (SWD to real faces 161 → 80;
-           noisy faces, see BENCHMARKS.md).
+           critic, 32 negatives per round, 40 rounds with the windowed
+           stop; about 4 minutes on 2 cores (SWD to real faces 161 → 59;
+           faces under some noise, see BENCHMARKS.md).
   celeba   TFDS `celeb_a`, the centre 64×64 of each photo (§4.3), a
            four-layer critic.
   paper    §4.3 on CelebA: the full DCGAN critic (64…512), batches of
@@ -34,7 +34,7 @@ def get_config(variant=""):
   c = ml_collections.ConfigDict()
   c.trainer = "igm_images"
   c.seed = 0
-  c.rounds = 20
+  c.rounds = 40                  # SWD 80 after 20 rounds, 59 after 40
   c.dtype = "float32"
 
   c.data = ml_collections.ConfigDict()
@@ -89,7 +89,7 @@ def get_config(variant=""):
   # the first step past it ("logit") each round moved the faces 5–8 Adam
   # steps and 10 rounds left noise (SWD 139); the texture IGM's reading,
   # mean P(positive) over the last `window` steps > 0.5, moves them ~10–20
-  # steps and 20 rounds draw faces (SWD 80; BENCHMARKS.md).
+  # steps and 40 rounds draw faces (SWD 59; BENCHMARKS.md).
   c.synthesis.stop = "windowed"  # windowed | logit | fixed
   c.synthesis.stop_probability = 0.5
   c.synthesis.window = 20

@@ -5,8 +5,10 @@ experiments" (configs/igm_celeba.py) on 32×32 colour house numbers.
 
 Reads TFDS `svhn_cropped` (prepare it once; the error says how). Variants:
   (none)   laptop-size: 10,000 training images, the three-layer half-width
-           DCGAN critic, 32 negatives per round, 10 rounds. The same data
-           as configs/winn_svhn.py, so the two are comparable.
+           DCGAN critic, 32 negatives per round, 40 rounds with the
+           windowed stop (igm_celeba.py's; not run here: no SVHN on this
+           machine). The same data as configs/winn_svhn.py, so the two are
+           comparable.
   paper    §4.4: the training and extra sets together (604,388 images) as
            positives, the full DCGAN critic, batches of 50 + 50, 200
            negatives per round. Meant for an accelerator.
