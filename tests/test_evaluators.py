@@ -64,14 +64,16 @@ def test_names_a_member_cannot_serve_are_refused_before_training():
                      r"classifier and a labelled test set; IGM has none"):
     TextureIGM(config, parallel.make_mesh())
   config.eval.per_round = "swd,fidd"
-  with pytest.raises(ConfigError, match=r"'fidd'; the evaluators are fgsm, "
-                     r"fid, swd, test_error"):
+  with pytest.raises(ConfigError, match=r"'fidd'; the evaluators are cls_g, "
+                     r"cls_r, fgsm, fid, swd, test_error"):
     TextureIGM(config, parallel.make_mesh())
-  # The digits are 8×8: too small for SWD's coarsest level.
+  # SWD's one level of 7×7 descriptors needs at least 8×8 images (the
+  # digits' size).
   config = load_config("icl_digits.py:tiny")
   config.eval.per_round = "swd"
-  with pytest.raises(ConfigError, match="at least 16×16, but they are 8×8"):
-    IntrospectiveClassifier(config, parallel.make_mesh())
+  with pytest.raises(ConfigError, match="at least 8×8, but they are 4×4"):
+    evaluators.check(config, "a member", {"generated": True, "real": True,
+                                          "generated_side": 4})
   # The baseline alone makes no images to score.
   config = load_config("icl_digits.py:tiny")
   config.icl.variants = ("baseline",)

@@ -452,6 +452,20 @@ def _with_channels(images, channels):
                   f"with {have} channels; use 0, 1 or 3.")
 
 
+def class_table(labels, num_classes):
+  """((K, max count) int32 rows of each class's examples, padded with its
+  first; (K,) int32 counts), for drawing examples of a given class on
+  device. Every class has examples: the loaders refuse a split without."""
+  labels = np.asarray(labels)
+  counts = np.bincount(labels, minlength=num_classes)[:num_classes]
+  order = np.argsort(labels, kind="stable")
+  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+  table = np.stack([
+      order[starts[c] + np.minimum(np.arange(counts.max()), counts[c] - 1)]
+      for c in range(num_classes)]).astype(np.int32)
+  return table, counts.astype(np.int32)
+
+
 def to_unit_range(images_uint8):
   """Maps uint8 pixels to float32 in [-1, 1] (x / 127.5 - 1): 0 → -1, 255 → 1.
 

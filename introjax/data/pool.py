@@ -161,9 +161,14 @@ def draw_persistent(pool, key, n, restart_probability):
   """n uniform slots of a full pool (one filled with p0's samples before
   the first draw, as JEM's buffer is) and which of them restart from p0
   (each with `restart_probability`; every one while the pool is empty).
-  Returns (slots, restart mask)."""
+  n=None takes every slot once, in order (STIC evolves all its chains
+  after each pass). Returns (slots, restart mask)."""
   k_slot, k_restart = jax.random.split(key)
-  slots = jax.random.randint(k_slot, (n,), 0, pool.images.shape[0])
+  capacity = pool.images.shape[0]
+  if n is None:
+    slots, n = jnp.arange(capacity), capacity
+  else:
+    slots = jax.random.randint(k_slot, (n,), 0, capacity)
   empty = ~jnp.any(pool.rounds >= 0)
   restart = (jax.random.uniform(k_restart, (n,)) < restart_probability) | empty
   return slots.astype(jnp.int32), restart

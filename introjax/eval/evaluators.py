@@ -12,6 +12,10 @@
   test_error  each classifier's error on the test set       (eval/robustness.py)
   fgsm        WINN Table 3's two-way FGSM table over the classifiers, with
               step eval.fgsm_eps on [-1, 1]                 (eval/robustness.py)
+  cls_r       STIC's Cls_R: an independent judge trained on real images
+              classifies the labelled generated ones        (eval/judge.py)
+  cls_g       STIC's Cls_G: a judge trained on the labelled generated images
+              classifies the real test set                  (eval/judge.py)
 
 A member describes what it has to show as a `Subject`; each evaluator says
 what it needs from one (`needs`), so a name a member cannot serve is refused
@@ -25,6 +29,7 @@ import numpy as np
 
 from introjax.errors import ConfigError
 from introjax.eval import fid as fid_lib
+from introjax.eval import judge
 from introjax.eval import robustness
 from introjax.eval.images import center_crop
 from introjax.eval.swd import sliced_wasserstein
@@ -43,6 +48,9 @@ class Subject:
   test_set: (images, labels); batch_size and sharding of the test passes.
   key: the evaluation key, the same every round (the same real crops and
     projections), so rounds differ only by what they made.
+  generated_labels: (N,) the class each generated image was made for.
+  train_set: (images in [-1, 1], labels) of the real training data;
+    num_classes their class count.
   """
   generated: Optional[np.ndarray] = None
   generated_pad: int = 0
@@ -54,13 +62,18 @@ class Subject:
   batch_size: int = 500
   sharding: object = None
   key: object = None
+  generated_labels: Optional[np.ndarray] = None
+  train_set: Optional[Tuple[np.ndarray, np.ndarray]] = None
+  num_classes: int = 0
 
 
 # What each need means, for the sentence that refuses an evaluator.
 _NEEDS = {"generated": "generated images",
           "real": "real images to compare them with",
           "classifiers": "a classifier",
-          "test_set": "a labelled test set"}
+          "test_set": "a labelled test set",
+          "generated_labels": "labelled generated images",
+          "train_set": "a labelled training set"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,22 +178,24 @@ def per_classifier(metrics, metric, names_):
 
 def _check_swd(config, has):
   side = has.get("generated_side", 16)
-  if side < 16:
+  if side < 8:
     raise ConfigError(
-        f"swd needs generated images of at least 16×16, but they are "
+        f"swd needs generated images of at least 8×8, but they are "
         f"{side}×{side}; remove 'swd' from eval.per_round.")
 
 
 @register("swd", needs=("generated", "real"), check=_check_swd)
 def _swd(subject, config):
   """PGGAN's SWD between the generated images' central S×S crops and as
-  many real S×S images, S the largest 16·2^j that fits both."""
+  many real S×S images, S the largest 16·2^j that fits both (8 for images
+  under 16×16, e.g. the 8×8 digits: one pyramid level, 7×7 descriptors)."""
   images = subject.generated
   side = min(*images.shape[1:3], subject.real_side)
-  size = 16 * 2 ** int(np.log2(side // 16))
+  size = 8 if side < 16 else 16 * 2 ** int(np.log2(side // 16))
   k_real, k_swd = jax.random.split(subject.key)
   real = subject.real(k_real, images.shape[0], size)
-  result = sliced_wasserstein(real, center_crop(images, size), k_swd)
+  result = sliced_wasserstein(real, center_crop(images, size), k_swd,
+                              min_resolution=min(size, 16))
   return {f"swd_{k}": v for k, v in result.items()}
 
 
@@ -226,3 +241,9 @@ def _fgsm(subject, config):
   return {"robustness": robustness.robustness_table(
       subject.classifiers, images, labels, config.eval.fgsm_eps,
       subject.batch_size, sharding=subject.sharding)}
+
+
+register("cls_r", needs=("generated", "generated_labels", "train_set",
+                         "test_set"))(judge.cls_r)
+register("cls_g", needs=("generated", "generated_labels", "test_set"))(
+    judge.cls_g)

@@ -3,14 +3,24 @@
   icl_conv  ICL §4.1's MNIST network (a DCGAN discriminator without BatchNorm)
   resnet32  the CIFAR ResNet-32 of He et al. with per-sample LayerNorm in
             place of BatchNorm, as WINN §5.6 uses it
+  wrn       a Wide ResNet (Zagoruyko & Komodakis) without BatchNorm, as JEM
+            and STIC §4 use WRN-28-10; every convolution is named conv1,
+            conv2, … in forward order, so STIC's Gram layers "conv21"–"conv28"
+            are names of this network
+
+`feature_taps` reads any named convolution's output through the same
+forward pass (STIC's Gram matrices), without a second network.
 
 Every convolution goes through `layers.Conv` (so `conv2d` and its CPU
 backward), and no layer mixes samples: a sample's logits and input gradient
 never depend on the rest of the batch, which synthesis and FGSM rely on.
 """
+import re
 from typing import Sequence
 
 import flax.linen as nn
+from flax import traverse_util
+import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -100,7 +110,60 @@ class ResNet32(nn.Module):
     return float32_logits(x, self.num_outputs, "logits")
 
 
-CLASSIFIERS = ("icl_conv", "resnet32")
+class _WideBlock(nn.Module):
+  """JEM's WRN block without BatchNorm: LeakyReLU 0.2 – conv3×3 (stride) –
+  LeakyReLU – conv3×3, plus the shortcut (a 1×1 conv where the shape
+  changes). `first` numbers its convolutions."""
+  features: int
+  stride: int
+  first: int
+  dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, x):
+    y = nn.leaky_relu(x, 0.2)
+    y = Conv(self.features, 3, self.stride, self.dtype, _HE,
+             name=f"conv{self.first}")(y)
+    y = nn.leaky_relu(y, 0.2)
+    y = Conv(self.features, 3, 1, self.dtype, _HE,
+             name=f"conv{self.first + 1}")(y)
+    if self.stride != 1 or x.shape[-1] != self.features:
+      x = Conv(self.features, 1, self.stride, self.dtype, _HE,
+               name=f"conv{self.first + 2}")(x)
+    return x + y
+
+
+class WideResNet(nn.Module):
+  """WRN-depth-widen without BatchNorm (STIC §4, after JEM): a 3×3 conv to
+  16, three groups of (depth − 4)/6 blocks of widths 16k, 32k, 64k (the
+  first block of groups 2 and 3 has stride 2), LeakyReLU, global average
+  pooling and a Dense layer. With no norm layer a sample's logits never
+  depend on the batch. WRN-28-10 has 28 convolutions, conv1 … conv28."""
+  num_outputs: int
+  depth: int = 28
+  widen: int = 10
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    blocks = (self.depth - 4) // 6
+    x = Conv(16, 3, 1, self.dtype, _HE, name="conv1")(x)
+    index, in_features = 2, 16
+    for group, width in enumerate((16, 32, 64)):
+      width *= self.widen
+      for b in range(blocks):
+        stride = 2 if group > 0 and b == 0 else 1
+        shortcut = stride != 1 or in_features != width
+        x = _WideBlock(width, stride, index, self.dtype,
+                       name=f"group{group}_block{b}")(x)
+        index += 3 if shortcut else 2
+        in_features = width
+    x = nn.leaky_relu(x, 0.2)
+    x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    return float32_logits(x, self.num_outputs, "logits")
+
+
+CLASSIFIERS = ("icl_conv", "resnet32", "wrn")
 
 
 def build_classifier(model_config: ml_collections.ConfigDict, num_outputs: int,
@@ -108,9 +171,18 @@ def build_classifier(model_config: ml_collections.ConfigDict, num_outputs: int,
   """The classifier named by `model_config.name`, with `num_outputs` logits.
 
   `model_config.features` and `kernel_size` configure icl_conv; resnet32 has
-  the fixed ResNet-32 shape and ignores them.
+  the fixed ResNet-32 shape and ignores them; `depth` and `widen` configure
+  wrn.
   """
   name = model_config.name
+  if name == "wrn":
+    depth, widen = model_config.get("depth", 28), model_config.get("widen", 10)
+    if depth < 10 or (depth - 4) % 6 or widen < 1:
+      raise ConfigError(f"model.depth={depth} and model.widen={widen} do not "
+                        "make a Wide ResNet: depth must be 6n + 4 (10, 16, "
+                        "22, 28, …) and widen ≥ 1.")
+    return WideResNet(num_outputs=num_outputs, depth=depth, widen=widen,
+                      dtype=compute_dtype(dtype))
   if name == "icl_conv":
     return ICLConvNet(num_outputs=num_outputs,
                       features=tuple(model_config.features),
@@ -132,3 +204,63 @@ def classifier_logits(module: nn.Module):
   def logits(params, x):
     return module.apply({"params": params}, x)
   return logits
+
+
+def _conv_outputs(module, params, x):
+  """(logits, {path: output}) of every convolution of `module`, the path its
+  module names joined by "/" (e.g. "conv21", "stage2_block4/conv1")."""
+  logits, state = module.apply(
+      {"params": params}, x, mutable=["intermediates"],
+      capture_intermediates=lambda mdl, method: (
+          method == "__call__" and isinstance(mdl, Conv)))
+  outputs = {"/".join(path[:-1]): value[0] for path, value in
+             traverse_util.flatten_dict(state["intermediates"]).items()}
+  return logits, outputs
+
+
+def _forward_order(path):
+  # conv2 before conv10: compare the digit runs as numbers.
+  return [int(p) if p.isdigit() else p
+          for p in re.split(r"(\d+)", path)]
+
+
+def conv_names(module: nn.Module, input_shape):
+  """The paths of `module`'s convolutions (what `feature_taps` reads),
+  numbered ones in numeric order."""
+  x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+
+  def run(x):
+    params = module.init(jax.random.PRNGKey(0), x)["params"]
+    return _conv_outputs(module, params, x)[1]
+
+  return sorted(jax.eval_shape(run, x), key=_forward_order)
+
+
+def resolve_conv_names(module: nn.Module, input_shape, names, field):
+  """The conv paths `names` mean: a full path, or a last component that
+  only one convolution has (WRN's "conv21"). Refuses others, naming
+  `field` and the network's convolutions."""
+  paths = conv_names(module, input_shape)
+  resolved = []
+  for name in names:
+    hits = [p for p in paths if p == name or p.split("/")[-1] == name]
+    if len(hits) != 1:
+      what = "no" if not hits else "more than one"
+      raise ConfigError(
+          f"{field} names {name!r}, but the network has {what} convolution "
+          f"of that name; its convolutions are {', '.join(paths)}.")
+    resolved.append(hits[0])
+  return tuple(resolved)
+
+
+def feature_taps(module: nn.Module, paths: Sequence[str]):
+  """`params, x -> (logits, [output of each conv in paths])`: one forward
+  pass that also returns the named convolutions' outputs (paths from
+  `resolve_conv_names`), for STIC's Gram matrices."""
+  paths = tuple(paths)
+
+  def taps(params, x):
+    logits, outputs = _conv_outputs(module, params, x)
+    return logits, [outputs[p] for p in paths]
+
+  return taps

@@ -42,6 +42,9 @@ class AscentSettings:
   clip: Optional[float] = struct.field(pytree_node=False, default=1.0)
   anneal: float = struct.field(pytree_node=False, default=1.0)
   langevin_noise: bool = struct.field(pytree_node=False, default=True)
+  # "grmala" only: ε3, the proposal's noise, and the Metropolis–Hastings test.
+  proposal_noise: float = struct.field(pytree_node=False, default=0.0)
+  metropolis: bool = struct.field(pytree_node=False, default=False)
 
   @classmethod
   def from_config(cls, synthesis):
@@ -64,7 +67,9 @@ class AscentSettings:
                b2=synthesis.b2, noise_std=synthesis.noise_std,
                max_steps=synthesis.max_steps, clip=synthesis.clip or None,
                anneal=anneal,
-               langevin_noise=synthesis.get("langevin_noise", True))
+               langevin_noise=synthesis.get("langevin_noise", True),
+               proposal_noise=synthesis.get("proposal_noise", 0.0),
+               metropolis=synthesis.get("metropolis", False))
 
 
 class AscentStats(NamedTuple):
@@ -73,6 +78,8 @@ class AscentStats(NamedTuple):
   first_logit: jax.Array    # (B,) mean patch logit at the start
   last_logit: jax.Array     # (B,) mean patch logit when last evaluated
   nonfinite: jax.Array      # () some logit or gradient was NaN/Inf
+  step_state: object = ()   # the step rule's final state (GRMALA's
+                            # acceptance counts)
 
 
 def summarize(stats, thresholds=None):
@@ -130,7 +137,7 @@ def ascend(score_and_grad: ScoreAndGrad, x0, key, rule,
     steps = steps + running
     move = steps_lib.per_sample(running, x)
     ctx = steps_lib.StepContext(step=step, sample_steps=steps, key=k_noise,
-                                score_and_grad=score_and_grad)
+                                score_and_grad=score_and_grad, scores=logits)
     update, new_state = step_rule.update(ctx, x, grad, step_state)
     # A frozen sample's rule state (Adam's moments) stays frozen too.
     step_state = jax.tree.map(
@@ -150,6 +157,6 @@ def ascend(score_and_grad: ScoreAndGrad, x0, key, rule,
            step_rule.init(x0), rule.init(batch), jnp.zeros(batch),
            jnp.zeros(batch), jnp.bool_(False), key)
   carry = jax.lax.while_loop(cond, body, carry)
-  _, x, running, steps, _, _, first, last, bad, _ = carry
+  _, x, running, steps, step_state, _, first, last, bad, _ = carry
   return x, AscentStats(steps=steps, stopped=~running, first_logit=first,
-                        last_logit=last, nonfinite=bad)
+                        last_logit=last, nonfinite=bad, step_state=step_state)

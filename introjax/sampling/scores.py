@@ -12,6 +12,10 @@ direction is what the step rule moves along.
                        content image
     classified_as_own  ICL eq. 10: climb the class's own logit, score by the
                        log-odds of being classified as that class
+    gram_regularised   STIC eq. 3: log p(y|x) for soft targets y, less a
+                       weight times the Gram-matrix distance of the named
+                       layers to a reference image's
+    target_logit       JEM's class-conditional energy: Σ_k y_k f_k(x)
 """
 import jax
 import jax.numpy as jnp
@@ -91,4 +95,60 @@ def classified_as_own(synthesis_scores):
     (_, decision), vjp = jax.vjp(synthesis_scores, x)
     grad = vjp((jnp.ones_like(decision), jnp.zeros_like(decision)))[0]
     return decision[:, None], grad
+  return score_and_grad
+
+
+def gram_matrix(features):
+  """(B, H, W, C) feature maps -> (B, C, C) Gram matrices FᵀF / (H·W)
+  (Gatys et al.), in float32."""
+  b, h, w, c = features.shape
+  f = features.reshape(b, h * w, c).astype(jnp.float32)
+  return jnp.einsum("bpc,bpd->bcd", f, f) / (h * w)
+
+
+def gram_distance(features, reference_grams):
+  """(B,) Σ over layers of the mean squared difference between each
+  sample's Gram matrices and its reference's (Gatys' style loss up to its
+  constant 1/4)."""
+  return sum(jnp.mean(jnp.square(gram_matrix(f) - a), axis=(1, 2))
+             for f, a in zip(features, reference_grams))
+
+
+def gram_regularised(taps, targets, reference_grams, gram_weight):
+  """STIC eq. 3's objective per sample, u(x) = log p(y|x) − gram_weight ·
+  gram_distance(x), y the soft `targets` (B, K + 1) (one-hot for class
+  chains, λ-mixed for mixup chains). `taps(x) -> (logits, feature maps)`
+  (models.classifiers.feature_taps); `reference_grams` the Gram matrices
+  of each chain's reference image at the same layers. The paper writes the
+  Gram term without a gradient; a scalar cannot move an image, so it is
+  read as descent on the Gram loss: with the step ε1·∇u this is eq. 3's
+  ε1∇log p(y|x) − ε2∇Σ‖G − A‖², ε2 = ε1·gram_weight. Scores (B, 1) = u."""
+  def score_and_grad(x, key):
+    del key
+
+    def objective(x):
+      logits, features = taps(x)
+      u = jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+      if gram_weight:
+        u = u - gram_weight * gram_distance(features, reference_grams)
+      # Samples are independent: the sum's gradient is each one's own.
+      return u.sum(), u
+
+    grad, u = jax.grad(objective, has_aux=True)(x)
+    return u[:, None], grad
+  return score_and_grad
+
+
+def target_logit(logits_fn, targets):
+  """JEM's class-conditional energy −E(x, y) = f(x)[y] for soft targets:
+  Σ_k y_k f_k(x); `logits_fn(x) -> (B, K + 1)`."""
+  def score_and_grad(x, key):
+    del key
+
+    def objective(x):
+      u = jnp.sum(targets * logits_fn(x), axis=-1)
+      return u.sum(), u
+
+    grad, u = jax.grad(objective, has_aux=True)(x)
+    return u[:, None], grad
   return score_and_grad

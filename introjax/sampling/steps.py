@@ -19,6 +19,11 @@ clips after the rule, so those apply to every rule alike.
     sgd       x + lr · direction
     langevin  SGLD (WINN §4.1): x + ε_t/2 · direction + N(0, ε_t),
               ε_t = lr · anneal^t
+    grmala    STIC eq. 3's MALA-approx: x + ε1 · direction + N(0, ε3²)
+              (the Gram term lives in the score, sampling/scores.py), or
+              with `metropolis` the same proposal accepted per sample by
+              the Metropolis–Hastings test; also JEM's SGLD (ε1 = 1,
+              ε3 = 0.01 on its score)
 """
 from typing import Any, Callable, NamedTuple
 
@@ -44,6 +49,7 @@ class StepContext(NamedTuple):
                            # included
   key: jax.Array           # this step's key for the rule's own noise
   score_and_grad: Callable  # (x, key) -> (patch logits, direction)
+  scores: Any = None       # (B, P) the score function's values at x
 
 
 def per_sample(values, x):
@@ -121,6 +127,54 @@ class Langevin:
   @classmethod
   def from_settings(cls, s):
     return cls(s.learning_rate, s.anneal, s.langevin_noise)
+
+
+@register("grmala")
+@struct.dataclass
+class GRMALA:
+  """STIC eq. 3: the proposal x' = x + ε1·∇u(x) + ε3·ξ, ξ ~ N(0, I), where
+  the score function's value u is log p(y|x) less the weighted Gram loss
+  (its direction ∇u then is eq. 3's ε1- and ε2-terms over ε1).
+
+  metropolis=False is MALA-approx as the paper writes it: every proposal
+  is taken. metropolis=True accepts x' per sample with probability
+  min(1, π(x')q(x|x') / (π(x)q(x'|x))), q(a|b) = N(a; b + ε1∇u(b), ε3²I),
+  for the target π ∝ exp(β·u), β = 2ε1/ε3²: the temperature at which this
+  proposal is the Langevin proposal of π (with free ε1 and ε3 the
+  step sizes fix it). The state counts each sample's accepted moves.
+  """
+  learning_rate: float = struct.field(pytree_node=False, default=1.0)
+  noise: float = struct.field(pytree_node=False, default=0.01)
+  metropolis: bool = struct.field(pytree_node=False, default=False)
+
+  def init(self, x):
+    return jnp.zeros(x.shape[:1], jnp.int32)
+
+  def update(self, ctx, x, direction, accepted):
+    xi = jax.random.normal(jax.random.fold_in(ctx.key, 1), x.shape, x.dtype)
+    step = self.learning_rate * direction + self.noise * xi
+    if not self.metropolis:
+      return step, accepted + 1
+    proposal = x + step
+    u_x = ctx.scores.mean(axis=1)
+    u_p, direction_p = ctx.score_and_grad(proposal,
+                                          jax.random.fold_in(ctx.key, 2))
+    u_p = u_p.mean(axis=1)
+    axes = tuple(range(1, x.ndim))
+    var = self.noise ** 2
+    log_forward = -0.5 * jnp.sum(xi * xi, axis=axes)
+    back = x - proposal - self.learning_rate * direction_p
+    log_backward = -jnp.sum(back * back, axis=axes) / (2 * var)
+    beta = 2 * self.learning_rate / var
+    log_ratio = beta * (u_p - u_x) + log_backward - log_forward
+    u = jax.random.uniform(jax.random.fold_in(ctx.key, 3), u_x.shape)
+    accept = jnp.log(u) < log_ratio
+    return (jnp.where(per_sample(accept, x), step, 0.0),
+            accepted + accept.astype(jnp.int32))
+
+  @classmethod
+  def from_settings(cls, s):
+    return cls(s.learning_rate, s.proposal_noise, s.metropolis)
 
 
 def build(settings) -> Any:

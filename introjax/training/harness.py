@@ -49,6 +49,13 @@ def prepare_workdir(workdir):
         "folder you can write to.") from e
 
 
+def jsonable(tree):
+  """`tree` (results with arrays and dataclasses in it) as plain JSON
+  values."""
+  return json.loads(json.dumps(tree, default=lambda o: (
+      o.tolist() if hasattr(o, "tolist") else vars(o))))
+
+
 def write_results(workdir, results, markdown=None):
   """<workdir>/results.json (what eval.final measured, JSON-safe) and, if
   given, results.md; process 0 writes, so a shared workdir gets one copy."""

@@ -35,7 +35,6 @@ two see the same positives in the same order and differ only by the α term
 from round 2 on (round 1 has no pseudo-negatives: α·(…) is masked).
 """
 import functools
-import json
 import math
 import os
 import time
@@ -194,21 +193,12 @@ class IntrospectiveClassifier:
     self.winn_settings = AscentSettings.from_config(winn.synthesis)
     self.winn_loss = objectives.build_loss(
         "winn_classifier", alpha=winn.alpha, gp_weight=winn.gp_weight)
-    k = self.heads.num_classes
     # Every process indexes the whole training split (its rows are on other
     # hosts' devices, but its labels are N int32s: gathered, a collective).
     train_labels = parallel.to_host(self.labels)[:self.num_train]
-    # Every class has images: the data loaders refuse a split without some.
-    counts = np.bincount(train_labels, minlength=k)[:k]
-    # (K, max count) indices of each class's images, padded with its first.
-    order = np.argsort(train_labels, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    table = np.stack([
-        order[starts[c] + np.minimum(np.arange(counts.max()), counts[c] - 1)]
-        for c in range(k)]).astype(np.int32)
+    table, counts = datasets.class_table(train_labels, self.heads.num_classes)
     self.class_index = jax.device_put(table, self._replicated)
-    self.class_counts = jax.device_put(counts.astype(np.int32),
-                                       self._replicated)
+    self.class_counts = jax.device_put(counts, self._replicated)
 
   # State ----------------------------------------------------------------
 
@@ -598,13 +588,9 @@ def train_and_evaluate(config, workdir):
   results = {"dataset": run.dataset_name, "mode": config.icl.mode,
              "seed": config.seed, "rounds": config.rounds,
              "fgsm_eps": config.eval.fgsm_eps,
-             **{k: _jsonable(v) for k, v in final.items()}}
+             **{k: harness.jsonable(v) for k, v in final.items()}}
   logging.info("Evaluated in %.1f s", time.perf_counter() - began)
   harness.write_results(workdir, results,
                         results_markdown(config, run.dataset_name, final))
   return state, results
 
-
-def _jsonable(tree):
-  return json.loads(json.dumps(tree, default=lambda o: (
-      o.tolist() if hasattr(o, "tolist") else vars(o))))
