@@ -56,7 +56,7 @@ def get_config(variant=""):
   c.stic.restart_probability = 0.5   # STIC §4: re-initialised with p = 0.5
   c.stic.sampler = "grmala"      # grmala (STIC eq. 3) | sgld (JEM)
   c.stic.gram_layers = ("conv0", "conv1")  # STIC §5: deeper layers
-  c.stic.gram_weight = 1.0       # ε2 / ε1
+  c.stic.gram_weight = 3.0       # ε2 / ε1 (on relative Gram distances)
   c.stic.references_per_class = 10   # real images saved for introjax.sample
 
   c.p0 = ml_collections.ConfigDict()
@@ -72,14 +72,14 @@ def get_config(variant=""):
 
   c.synthesis = ml_collections.ConfigDict()
   c.synthesis.optimizer = "grmala"
-  c.synthesis.learning_rate = 1.0    # ε1
+  c.synthesis.learning_rate = 0.1    # ε1
   c.synthesis.proposal_noise = 0.01  # ε3
   c.synthesis.metropolis = False     # MALA-approx as written
   c.synthesis.b1 = 0.0               # (unused by grmala)
   c.synthesis.b2 = 0.0
   c.synthesis.noise_std = 0.0
   c.synthesis.clip = 1.0
-  c.synthesis.max_steps = 20     # sampler steps per chain per pass
+  c.synthesis.max_steps = 100    # sampler steps per chain per pass
   c.synthesis.stop = "fixed"     # STIC: a fixed step count
   c.synthesis.window = 20
   c.synthesis.stop_probability = 0.5

@@ -13,8 +13,8 @@ direction is what the step rule moves along.
     classified_as_own  ICL eq. 10: climb the class's own logit, score by the
                        log-odds of being classified as that class
     gram_regularised   STIC eq. 3: log p(y|x) for soft targets y, less a
-                       weight times the Gram-matrix distance of the named
-                       layers to a reference image's
+                       weight times the (relative) Gram-matrix distance of
+                       the named layers to a reference image's
     target_logit       JEM's class-conditional energy: Σ_k y_k f_k(x)
 """
 import jax
@@ -107,11 +107,16 @@ def gram_matrix(features):
 
 
 def gram_distance(features, reference_grams):
-  """(B,) Σ over layers of the mean squared difference between each
-  sample's Gram matrices and its reference's (Gatys' style loss up to its
-  constant 1/4)."""
-  return sum(jnp.mean(jnp.square(gram_matrix(f) - a), axis=(1, 2))
-             for f, a in zip(features, reference_grams))
+  """(B,) Σ over layers of ‖G − A‖² / ‖A‖²: each sample's Gram matrices
+  against its reference's, relative to the reference's own size. (Gatys'
+  style loss divides by fixed sizes instead; relative to A, the weight
+  means the same at every layer and for any classifier's feature scale:
+  with the plain mean, a classifier trained without mixup had Gram
+  gradients large enough to throw every chain to the clip.)"""
+  def relative(f, a):
+    return (jnp.sum(jnp.square(gram_matrix(f) - a), axis=(1, 2)) /
+            (jnp.sum(jnp.square(a), axis=(1, 2)) + 1e-12))
+  return sum(relative(f, a) for f, a in zip(features, reference_grams))
 
 
 def gram_regularised(taps, targets, reference_grams, gram_weight):

@@ -35,7 +35,7 @@ the two samplers are compared on the same classifier and data.
 
 Reading of the paper where it is loose (docs: README "STIC"): the three
 groups of eq. 5 are each averaged and summed; the Gram term is a descent
-step on Σ_L mean (G^L − A^L)² (scores.gram_regularised); MALA-approx takes
+step on Σ_L ‖G^L − A^L‖² / ‖A^L‖² (scores.gram_regularised); MALA-approx takes
 every proposal, `synthesis.metropolis=True` adds the Metropolis–Hastings
 test for the target exp(β·u), β = 2ε1/ε3².
 """
@@ -507,7 +507,8 @@ class SynthesizeItClassifier:
     key = jax.random.fold_in(self.base_key, round_index)
     k_train, k_syn = jax.random.split(key)
     metrics, new_state = {}, {}
-    for v, s in state.items():
+    for v in self.variants:
+      s = state[v]
       params, opt_state, train_metrics = self._train(
           s.params, s.opt_state, s.chains, (self.images, self.labels),
           k_train, variant=v)
