@@ -11,8 +11,15 @@ style, minimising α·||I_style − I||² − (1−α)·ln p_style(I_style):
         --alpha=0.3
 
 `--content` is a bundled scikit-image picture (astronaut, camera, coffee,
-chelsea, rocket) or an image file. Images go to <workdir>/samples unless
---out names a PNG path.
+chelsea, rocket) or an image file.
+
+Class-conditional samples from a STIC workdir (a row per class, or one
+class with --class_label), each chain from U[-1, 1] through the saved
+classifier's sampler for --steps steps:
+
+    python -m introjax.sample --workdir=runs/stic --num_images=8 --steps=200
+
+Images go to <workdir>/samples unless --out names a PNG path.
 """
 import os
 
@@ -22,9 +29,10 @@ import jax
 
 from introjax import cli
 from introjax.data import images as image_data
+from introjax.errors import UserError
 from introjax.eval.images import save_grid
 from introjax.models import cascade as cascade_lib
-from introjax.saved import load_model
+from introjax.saved import load_classifier, load_model, saved_trainer
 from introjax.training import harness
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.",
@@ -46,10 +54,46 @@ _CONTENT_SIZE = flags.DEFINE_integer("content_size", 256, "Style transfer: the "
 _OUT = flags.DEFINE_string("out", None, "PNG path to write.")
 _CRITICS = flags.DEFINE_integer("critics", None, "Use only the cascade's "
                                 "first N critics (default: all).")
+_CLASS = flags.DEFINE_integer("class_label", None, "STIC: the class to draw "
+                              "(default: every class, a row each).")
+_VARIANT = flags.DEFINE_string("variant", "stic", "STIC: which of the run's "
+                               "classifiers (stic, stic_erm, erm).")
+_SAMPLE_STEPS = flags.DEFINE_integer("steps", None, "STIC: sampler steps "
+                                     "(default: the config's "
+                                     "synthesis.max_steps).")
+
+
+def sample_stic(workdir):
+  """Class-conditional samples from a STIC workdir (module docstring)."""
+  model, params, references, round_index = load_classifier(workdir,
+                                                           _ROUND.value)
+  if _VARIANT.value not in params:
+    raise UserError(f"{workdir} holds the classifiers "
+                    f"{', '.join(params)}; choose one with --variant.")
+  classes = (list(range(model.k)) if _CLASS.value is None
+             else [_CLASS.value])
+  if not all(0 <= c < model.k for c in classes):
+    raise UserError(f"--class_label={_CLASS.value} is not a class of this "
+                    f"model (0 … {model.k - 1}).")
+  steps = _SAMPLE_STEPS.value or model.settings.max_steps
+  images, _ = model.sample_classes(params[_VARIANT.value], references,
+                                   classes, _NUM.value, steps,
+                                   jax.random.PRNGKey(_SEED.value))
+  which = "all" if _CLASS.value is None else f"class{_CLASS.value}"
+  out = _OUT.value or os.path.join(
+      harness.samples_dir(workdir),
+      f"sample_{_VARIANT.value}_{which}_seed{_SEED.value}.png")
+  save_grid(out, images, columns=_NUM.value)
+  logging.info("Drew %d sample(s) per class of %s with pass %d's %s "
+               "classifier (%d sampler steps): %s", _NUM.value,
+               "every class" if _CLASS.value is None else f"class {classes[0]}",
+               round_index, _VARIANT.value, steps, out)
 
 
 def main(argv):
   del argv
+  if saved_trainer(_WORKDIR.value) == "stic":
+    return sample_stic(_WORKDIR.value)
   model, cascade, round_index = load_model(_WORKDIR.value, _ROUND.value)
   config = model.config
   key = jax.random.PRNGKey(_SEED.value)

@@ -1,5 +1,6 @@
-"""Trained texture models restored from a training workdir, for the
-commands that use them without training (introjax.sample, introjax.compare).
+"""Trained models restored from a training workdir, for the commands that
+use them without training (introjax.sample, introjax.compare): texture and
+image models with their cascades, and STIC classifiers.
 """
 import ml_collections
 
@@ -8,6 +9,32 @@ from introjax import parallel
 from introjax.errors import UserError
 from introjax.members import sampling_members
 from introjax.sampling import stopping
+from introjax.training import stic
+
+
+def _latest_meta(checkpoints, workdir, round_index):
+  """(round, meta) of `round_index` (default: the latest) in `workdir`."""
+  latest = checkpoints.latest_round()
+  if latest is None:
+    raise UserError(f"No checkpoint in {checkpoints.directory}; train first"
+                    " with python -m introjax.main --workdir="
+                    f"{workdir} --config=...")
+  round_index = latest if round_index is None else round_index
+  if round_index not in checkpoints.all_rounds():
+    raise UserError(
+        f"No checkpoint of round {round_index} in {checkpoints.directory}; "
+        f"it holds rounds {checkpoints.all_rounds()}.")
+  return round_index, checkpoints.restore_meta(round_index)
+
+
+def saved_trainer(workdir):
+  """The `config.trainer` of the latest checkpoint in `workdir`."""
+  checkpoints = ckpt_lib.Checkpointer(workdir)
+  try:
+    _, meta = _latest_meta(checkpoints, workdir, None)
+  finally:
+    checkpoints.close()
+  return meta["config"]["trainer"]
 
 
 def load_model(workdir, round_index=None, with_data=False):
@@ -20,17 +47,7 @@ def load_model(workdir, round_index=None, with_data=False):
   saved read the data too."""
   checkpoints = ckpt_lib.Checkpointer(workdir)
   try:
-    latest = checkpoints.latest_round()
-    if latest is None:
-      raise UserError(f"No checkpoint in {checkpoints.directory}; train first"
-                      " with python -m introjax.main --workdir="
-                      f"{workdir} --config=...")
-    round_index = latest if round_index is None else round_index
-    if round_index not in checkpoints.all_rounds():
-      raise UserError(
-          f"No checkpoint of round {round_index} in {checkpoints.directory}; "
-          f"it holds rounds {checkpoints.all_rounds()}.")
-    meta = checkpoints.restore_meta(round_index)
+    round_index, meta = _latest_meta(checkpoints, workdir, round_index)
     config = ml_collections.ConfigDict(meta["config"])
     models = sampling_members()
     if config.trainer not in models:
@@ -47,3 +64,23 @@ def load_model(workdir, round_index=None, with_data=False):
   finally:
     checkpoints.close()
   return model, items["critics"], round_index
+
+
+def load_classifier(workdir, round_index=None):
+  """(STIC model, {variant: params}, reference bank, round) from
+  `workdir`'s checkpoints, without the training data."""
+  checkpoints = ckpt_lib.Checkpointer(workdir)
+  try:
+    round_index, meta = _latest_meta(checkpoints, workdir, round_index)
+    config = ml_collections.ConfigDict(meta["config"])
+    if config.trainer != "stic":
+      raise UserError(f"{workdir} holds a {config.trainer!r} model, not a "
+                      "STIC classifier.")
+    model = stic.SynthesizeItClassifier(config, parallel.make_mesh(),
+                                        shapes=meta["shapes"])
+    items = checkpoints.restore(
+        round_index, model.restore_targets(meta))
+  finally:
+    checkpoints.close()
+  params = {v: p["params"] for v, p in items["variants"].items()}
+  return model, params, items["references"]["images"], round_index

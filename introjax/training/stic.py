@@ -106,19 +106,21 @@ def synthesises(variant):
 class SynthesizeItClassifier:
   """The compiled parts of STIC for one config, dataset and device mesh."""
 
-  def __init__(self, config, mesh, train_set=None, test_set=None):
+  def __init__(self, config, mesh, train_set=None, test_set=None,
+               shapes=None):
     self.config = config
     self.mesh = mesh
     stic = config.stic
     self.variants = _check_variants(stic.variants)
     _check_settings(config)
-    if train_set is None:
+    if shapes is None and train_set is None:
       train_set, test_set = datasets.load_classification(
           config.data, train_rows=lambda n: parallel.process_rows(n, mesh))
-    self.dataset_name = train_set.name
-    self.image_shape = train_set.images.shape[1:]
-    self.num_train = train_set.num_rows
-    self.k = train_set.num_classes
+    if shapes is not None:   # a saved model: no data (introjax.sample)
+      self.image_shape, self.k = tuple(shapes["image"]), shapes["classes"]
+    else:
+      self.image_shape = train_set.images.shape[1:]
+      self.k = train_set.num_classes
     self.network = classifiers.build_classifier(config.model, self.k + 1,
                                                 config.dtype)
     self._apply = classifiers.classifier_logits(self.network)
@@ -133,6 +135,17 @@ class SynthesizeItClassifier:
     self.num_chains = {v: self._chain_count(v) for v in self.variants}
     self._batch = parallel.batch_sharding(mesh)
     self._replicated = parallel.replicated(mesh)
+    self.settings = AscentSettings.from_config(config.synthesis)
+    self.rule = stopping.build_stop_rule(config.synthesis)
+    self.p0 = p0_lib.build(config.p0.name, field="p0.name",
+                           std=config.p0.get("std", 0.3))
+    self.base_key = jax.random.PRNGKey(config.seed)
+    self._refine = jax.jit(self._refine_fn, static_argnames=("max_steps",))
+    self.tx = optim.make_optimizer(config.train)
+    if shapes is not None:
+      return
+    self.dataset_name = train_set.name
+    self.num_train = train_set.num_rows
     self._check(mesh)
     has = {"classifiers": True, "test_set": True}
     if any(synthesises(v) for v in self.variants):
@@ -154,19 +167,26 @@ class SynthesizeItClassifier:
     self.class_index = jax.device_put(table, self._replicated)
     self.class_counts = jax.device_put(counts, self._replicated)
 
-    self.tx = optim.make_optimizer(config.train)
+    self.references = self._reference_bank(stic.references_per_class)
     self.loss = objectives.build_loss("vrm", num_classes=self.k)
-    self.settings = AscentSettings.from_config(config.synthesis)
-    self.rule = stopping.build_stop_rule(config.synthesis)
-    self.p0 = p0_lib.build(config.p0.name, field="p0.name",
-                           std=config.p0.get("std", 0.3))
     self.blank = p0_lib.build("blank")
-    self.base_key = jax.random.PRNGKey(config.seed)
     self._train = jax.jit(self._train_fn, donate_argnums=(0, 1),
                           static_argnames=("variant",))
     self._synthesize = jax.jit(self._synthesize_fn, donate_argnums=(1,),
                                static_argnames=("variant",))
-    self._refine = jax.jit(self._refine_fn)
+
+  def _reference_bank(self, per_class):
+    """(K, per_class, H, W, C) real images in [-1, 1], the first of each
+    class, saved with every checkpoint: the Gram references of
+    `introjax.sample`, which never reads the training data."""
+    if per_class < 1:
+      raise ConfigError(f"stic.references_per_class={per_class} must be ≥ 1 "
+                        "(real images per class kept for sampling).")
+    rows = jnp.take_along_axis(
+        self.class_index,
+        jnp.arange(per_class)[None] % self.class_counts[:, None], axis=1)
+    return jax.device_put(datasets.to_unit_range(self.images[rows]),
+                          self._replicated)
 
   def _chain_count(self, variant):
     stic = self.config.stic
@@ -327,11 +347,28 @@ class SynthesizeItClassifier:
     pool = pool_lib.write_back(chains.pool, slots, x, pass_index)
     return Chains(pool=pool, first=first, second=second, lam=lam), stats
 
-  def _refine_fn(self, params, x0, targets, references, key):
+  def _refine_fn(self, params, x0, targets, references, key, max_steps=None):
     """The sampler from x0 toward `targets` (the interpolation grid and
-    introjax.sample)."""
+    introjax.sample), for `max_steps` (default synthesis.max_steps)."""
+    settings = self.settings if max_steps is None else (
+        self.settings.replace(max_steps=max_steps))
     return ascend(self.score_function(params, targets, references), x0, key,
-                  self.rule, self.settings)
+                  self.rule, settings)
+
+  def sample_classes(self, params, references, classes, per_class, steps,
+                     key):
+    """`per_class` new samples of each class in `classes` from p0, each
+    with a random reference image of its class from `references` (the
+    checkpoint's bank): (images (len(classes)·per_class, …), labels)."""
+    classes = jnp.repeat(jnp.asarray(classes, jnp.int32), per_class)
+    n = classes.shape[0]
+    k_p0, k_ref, k_run = jax.random.split(key, 3)
+    pick = jax.random.randint(k_ref, (n,), 0, references.shape[1])
+    x0 = self.p0(k_p0, n, self.image_shape)
+    targets = jax.nn.one_hot(classes, self.k + 1)
+    x, _ = self._refine(params, x0, targets, references[classes, pick], k_run,
+                        max_steps=steps)
+    return parallel.to_host(x), np.asarray(classes)
 
   def interpolation(self, state, variant, classes, steps, key):
     """STIC Fig. 4: the linear path between the first chains of two
@@ -417,7 +454,8 @@ class SynthesizeItClassifier:
   def checkpoint_items(self, state):
     return {"variants": {v: {"params": s.params, "opt_state": s.opt_state,
                              "chains": s.chains}
-                         for v, s in state.items()}}
+                         for v, s in state.items()},
+            "references": {"images": self.references}}
 
   def restore_targets(self, meta):
     del meta
@@ -428,11 +466,15 @@ class SynthesizeItClassifier:
           s.shape, s.dtype, sharding=sh), tree, sharding)
 
     rep = lambda tree: jax.tree.map(lambda _: self._replicated, tree)
+    bank = jax.ShapeDtypeStruct(
+        (self.k, self.config.stic.references_per_class, *self.image_shape),
+        jnp.float32, sharding=self._replicated)
     return {"variants": {
         v: {"params": placed(s.params, rep(s.params)),
             "opt_state": placed(s.opt_state, rep(s.opt_state)),
             "chains": placed(s.chains, self._chains_sharding())}
-        for v, s in shapes.items()}}
+        for v, s in shapes.items()},
+            "references": {"images": bank}}
 
   def from_items(self, items):
     return {v: VariantState(**s) for v, s in items["variants"].items()}
