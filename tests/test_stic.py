@@ -10,14 +10,18 @@ The digits runs share one trainer, so XLA compiles its steps once.
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import PIL.Image
 import pytest
 
-from conftest import assert_trees_equal, load_config, restore_latest
+from conftest import (REPO, assert_trees_equal, load_config, restore_latest,
+                      subprocess_env)
 from introjax import parallel
 from introjax.errors import ConfigError, DataError, NonFiniteError
 from introjax.models import classifiers
@@ -365,3 +369,57 @@ def test_a_label_count_that_does_not_match_the_data_is_refused():
   config.data.num_classes = 5
   with pytest.raises(DataError, match="num_classes"):
     stic.SynthesizeItClassifier(config, parallel.make_mesh())
+
+
+def test_sample_draws_each_class_from_a_saved_workdir_in_a_fresh_process(
+    tiny_run):
+  _, workdir, _, _ = tiny_run
+  out = os.path.join(workdir, "drawn.png")
+  result = subprocess.run(
+      [sys.executable, "-m", "introjax.sample", f"--workdir={workdir}",
+       "--num_images=3", "--steps=5", f"--out={out}"], cwd=REPO,
+      env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  grid = np.asarray(PIL.Image.open(out))
+  # Ten rows of three 8×8 samples (2-pixel gaps), not blank, not constant.
+  assert grid.shape[:2] == (10 * 8 + 9 * 2, 3 * 8 + 2 * 2)
+  assert grid.std() > 10
+  bad = subprocess.run(
+      [sys.executable, "-m", "introjax.sample", f"--workdir={workdir}",
+       "--class_label=12"], cwd=REPO, env=subprocess_env(),
+      capture_output=True, text=True, timeout=300)
+  assert bad.returncode != 0 and "Traceback" not in bad.stderr
+  assert "--class_label=12 is not a class of this model (0 … 9)" in (
+      bad.stderr.strip().splitlines()[-1])
+
+
+def test_paper_configs_name_layers_their_networks_have():
+  for spec, shape in (("stic_mnist.py", (28, 28, 1)),
+                      ("stic_mnist.py:cpu", (28, 28, 1)),
+                      ("stic_cifar10.py", (32, 32, 3))):
+    config = load_config(spec)
+    net = classifiers.build_classifier(config.model, 11)
+    classifiers.resolve_conv_names(net, shape, config.stic.gram_layers,
+                                   "stic.gram_layers")
+
+
+def test_mnist_through_mock_tfds_trains_one_pass(tmp_path):
+  import tensorflow_datasets as tfds
+  config = load_config("stic_mnist.py:cpu")
+  config.rounds = 1
+  config.model.features = (8, 16)
+  config.stic.gram_layers = ("conv0", "conv1")
+  config.stic.variants = ("stic",)
+  config.stic.steps_per_pass = 5
+  config.stic.chains_per_class, config.stic.mixup_chains = 1, 2
+  config.stic.references_per_class = 1
+  config.synthesis.max_steps = 3
+  config.data.max_train, config.data.max_test = 64, 48
+  config.train.batch_size = 16
+  config.eval.batch_size = 48
+  config.eval.final = "test_error"
+  with tfds.testing.mock_data(num_examples=64):
+    _, results = stic.train_and_evaluate(config, str(tmp_path))
+  assert results["dataset"].endswith("mnist")
+  assert 0 <= results["test_error"]["stic"] <= 1
+  assert (tmp_path / "samples" / "stic_classes_pass_001.png").exists()
