@@ -83,7 +83,7 @@ def sample_stic(workdir):
   out = _OUT.value or os.path.join(
       harness.samples_dir(workdir),
       f"sample_{_VARIANT.value}_{which}_seed{_SEED.value}.png")
-  save_grid(out, images, columns=_NUM.value)
+  save_grid(out, images, columns=_NUM.value, scale=model.display_scale)
   logging.info("Drew %d sample(s) per class of %s with pass %d's %s "
                "classifier (%d sampler steps): %s", _NUM.value,
                "every class" if _CLASS.value is None else f"class {classes[0]}",

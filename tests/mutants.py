@@ -236,6 +236,27 @@ MUTATIONS = (
         "      fidelity = jnp.sum(jnp.square(x - content), axis=(1, 2, 3))",
         ("tests/test_igm.py::test_style_objective_is_the_mean_logit_less_the_mean_squared_change",
          "tests/test_igm.py::test_sample_and_style_transfer_from_saved_model")),
+    # STIC's parts.
+    Mutation(
+        "gram-term-ascended", "introjax/sampling/scores.py",
+        "        u = u - gram_weight * gram_distance(features, reference_grams)",
+        "        u = u + gram_weight * gram_distance(features, reference_grams)",
+        ("tests/test_stic.py::test_grmala_objective_and_gradient_match_a_float64_reference",)),
+    Mutation(
+        "metropolis-without-the-backward-proposal", "introjax/sampling/steps.py",
+        "    log_ratio = beta * (u_p - u_x) + log_backward - log_forward",
+        "    log_ratio = beta * (u_p - u_x)",
+        ("tests/test_stic.py::test_metropolis_reaches_its_target_where_mala_approx_does_not",)),
+    Mutation(
+        "stic-fakes-never-from-the-chains", "introjax/training/stic.py",
+        "      have = jnp.any(pool.rounds >= 0)",
+        "      have = jnp.zeros((), bool)",
+        ("tests/test_stic.py::test_tiny_run_writes_results_grids_and_moves_the_chains",)),
+    Mutation(
+        "mixup-partner-unmixed-target", "introjax/objectives/vrm.py",
+        "  mixed_targets = lam[:, None] * targets + (1 - lam[:, None]) * targets[perm]",
+        "  mixed_targets = targets",
+        ("tests/test_stic.py::test_mixup_mixes_images_and_targets_by_one_lambda_per_pair",)),
 )
 
 

@@ -267,6 +267,19 @@ def test_tiny_run_writes_results_grids_and_moves_the_chains(trainer,
     assert "erm/synthesis_samples" not in rounds[0]
   # Pass 1's fakes were blank; the classifier caught them.
   assert rounds[0]["stic/train_fake_detected"] > 0.5
+  # Later batches: B real, B mixup (stic only) and B fakes drawn from the
+  # chains; erm trains on the real images alone.
+  b = config.train.batch_size
+  data = (trainer.images, trainer.labels)
+  for v, groups in (("erm", 1), ("stic_erm", 2), ("stic", 3)):
+    batch = trainer._batch_of(v, data, state[v].chains, jax.random.PRNGKey(5))
+    assert batch["x"].shape[0] == groups * b
+    np.testing.assert_allclose(np.asarray(batch["weight"]).sum(), groups,
+                               rtol=1e-6)
+  pool = np.asarray(state["stic"].chains.pool.images)
+  fakes = np.asarray(batch["x"][-b:])
+  assert all(np.any(np.all(pool == f, axis=(1, 2, 3))) for f in fakes)
+  np.testing.assert_array_equal(batch["targets"][-b:, -1], 1.0)
   samples = set(os.listdir(os.path.join(workdir, "samples")))
   assert {"stic_classes_pass_001.png", "stic_mixup_pass_002.png",
           "stic_erm_classes_pass_002.png",
@@ -381,8 +394,9 @@ def test_sample_draws_each_class_from_a_saved_workdir_in_a_fresh_process(
       env=subprocess_env(), capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   grid = np.asarray(PIL.Image.open(out))
-  # Ten rows of three 8×8 samples (2-pixel gaps), not blank, not constant.
-  assert grid.shape[:2] == (10 * 8 + 9 * 2, 3 * 8 + 2 * 2)
+  # Ten rows of three 8×8 samples shown at 32×32 (2-pixel gaps), not
+  # blank, not constant.
+  assert grid.shape[:2] == (10 * 32 + 9 * 2, 3 * 32 + 2 * 2)
   assert grid.std() > 10
   bad = subprocess.run(
       [sys.executable, "-m", "introjax.sample", f"--workdir={workdir}",

@@ -41,8 +41,19 @@ def save_png(path, image):
   os.replace(tmp, path)
 
 
-def save_grid(path, images, columns=None):
+def save_grid(path, images, columns=None, scale=1):
+  """A grid of `images` (N, H, W, C) in [-1, 1], each enlarged `scale`×
+  (nearest neighbour: 8×8 digits are unreadable at their own size)."""
+  images = np.asarray(images)
+  if scale > 1:
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
   save_png(path, grid(images, columns))
+
+
+def readable_scale(side, at_least=32):
+  """The whole-number enlargement that shows a side-`side` image at
+  `at_least` pixels or more."""
+  return max(1, -(-at_least // side))
 
 
 def center_crop(images, size):

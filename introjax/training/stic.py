@@ -58,7 +58,7 @@ from introjax.data import pool as pool_lib
 from introjax.errors import ConfigError, NonFiniteError
 from introjax.eval import evaluators
 from introjax.eval import robustness
-from introjax.eval.images import center_crop, save_grid
+from introjax.eval.images import center_crop, readable_scale, save_grid
 from introjax.models import classifiers
 from introjax.objectives import vrm
 from introjax.sampling import p0 as p0_lib
@@ -133,6 +133,8 @@ class SynthesizeItClassifier:
           "stic.gram_layers")
     self._taps = classifiers.feature_taps(self.network, self.gram_paths)
     self.num_chains = {v: self._chain_count(v) for v in self.variants}
+    # PNGs show small images (the 8×8 digits) enlarged to 32 pixels.
+    self.display_scale = readable_scale(min(self.image_shape[:2]))
     self._batch = parallel.batch_sharding(mesh)
     self._replicated = parallel.replicated(mesh)
     self.settings = AscentSettings.from_config(config.synthesis)
@@ -498,11 +500,11 @@ class SynthesizeItClassifier:
       grid = by_class[:shown].transpose(1, 0, 2, 3, 4).reshape(
           -1, *self.image_shape)
       save_grid(os.path.join(folder, f"{v}_classes_pass_{round_index:03d}.png"),
-                grid, columns=shown)
+                grid, columns=shown, scale=self.display_scale)
       mixup = images[n_class:][:self.k * shown]
       if len(mixup):
         save_grid(os.path.join(folder, f"{v}_mixup_pass_{round_index:03d}.png"),
-                  mixup, columns=shown)
+                  mixup, columns=shown, scale=self.display_scale)
       if round_index == self.config.rounds:
         self.write_interpolation(state, v, folder)
 
@@ -519,7 +521,8 @@ class SynthesizeItClassifier:
     raw, refined = self.interpolation(state, variant, classes, steps, key)
     path = os.path.join(folder, f"{variant}_interpolation_{classes[0]}_to_"
                         f"{classes[1]}.png")
-    save_grid(path, np.concatenate([raw, refined]), columns=steps)
+    save_grid(path, np.concatenate([raw, refined]), columns=steps,
+              scale=self.display_scale)
     return path
 
   def progress(self, round_index, rounds, metrics, seconds):
