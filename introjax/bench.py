@@ -33,6 +33,18 @@ evenly over `--classes` classes climb their own class logit (Adam lr 0.01
 (`--mode=one_vs_all`: vmapped in JAX; in the reference a Python loop over the
 K critics, as K separately trained networks are run); sample-steps/s.
 
+`grmala`: STIC's synthesis step: `--batch` chains through ICL's network
+with K + 1 outputs (the fake class), each climbing log p(y|x) of its class
+less the relative Gram distance of the first two convolutions' outputs to a
+reference image's (STIC eq. 3, MALA-approx: ε1 = 0.1, ε3 = 0.01); the
+reference is JEM-style eager PyTorch (forward hooks for the feature maps,
+per-step autograd); sample-steps/s.
+
+`stic_classifier`: STIC's classification step: Adam on the vrm loss (soft-
+target cross-entropy over K + 1 classes) of `--batch` real images, as many
+mixup images of them and as many fakes (3 × batch rows a step); real
+images/s (the batch, as the paper counts its batch of 50).
+
 Precisions: `fp32`; `bf16` computes in bfloat16 while parameters, optimiser
 state and the synthesized images stay float32 (JAX: the models' `dtype`;
 PyTorch: `torch.autocast(..., dtype=torch.bfloat16)`).
@@ -55,7 +67,8 @@ import time
 from absl import app
 from absl import flags
 
-WORKLOADS = ("synthesis", "cascade", "classifier", "class_synthesis")
+WORKLOADS = ("synthesis", "cascade", "classifier", "class_synthesis",
+             "grmala", "stic_classifier")
 PRECISIONS = ("fp32", "bf16")
 MODES = ("softmax", "one_vs_all")
 
@@ -85,9 +98,12 @@ _JSON = flags.DEFINE_string("json", None, "Also write the rows here.")
 LEARNING_RATE, B1, B2, EPS = 0.1, 0.5, 0.999, 1e-8
 CLASS_LEARNING_RATE = 0.01
 _INPUTS = {"synthesis": (64, 3), "cascade": (64, 3), "classifier": (28, 1),
-           "class_synthesis": (28, 1)}
+           "class_synthesis": (28, 1), "grmala": (28, 1),
+           "stic_classifier": (28, 1)}
 _UNITS = {"synthesis": "sample-steps/s", "cascade": "sample-steps/s",
-          "classifier": "images/s", "class_synthesis": "sample-steps/s"}
+          "classifier": "images/s", "class_synthesis": "sample-steps/s",
+          "grmala": "sample-steps/s", "stic_classifier": "images/s"}
+GRMALA_STEP, GRMALA_NOISE, GRAM_WEIGHT = 0.1, 0.01, 3.0
 
 # Dense (no sparsity) peak FLOP/s per chip by `device.device_kind`, matched
 # by lower-case substring, most specific first. fp32 on NVIDIA is the TF32
@@ -284,9 +300,88 @@ def _jax_class_synthesis(spec):
   return program(spec.steps), args, program(1), args, spec.steps
 
 
+def _jax_stic_net(spec):
+  import jax
+  from introjax.models.classifiers import ICLConvNet, init_classifier
+  net = ICLConvNet(num_outputs=spec.classes + 1, features=spec.features,
+                   dtype=spec.compute_dtype)
+  return net, init_classifier(net, jax.random.PRNGKey(0),
+                              (spec.patch, spec.patch, spec.channels))
+
+
+def _jax_grmala(spec):
+  import jax
+  import jax.numpy as jnp
+  from introjax.models import classifiers
+  from introjax.sampling import scores
+  from introjax.sampling.ascent import AscentSettings, ascend
+  from introjax.sampling.stopping import FixedSteps
+  net, params = _jax_stic_net(spec)
+  taps = classifiers.feature_taps(net, ("conv0", "conv1"))
+  x0 = _jax_inputs(spec)
+  references = jnp.flip(x0, axis=0)
+  targets = jax.nn.one_hot(jnp.arange(spec.batch) % spec.classes,
+                           spec.classes + 1)
+
+  def program(steps):
+    settings = AscentSettings(optimizer="grmala", learning_rate=GRMALA_STEP,
+                              proposal_noise=GRMALA_NOISE, max_steps=steps,
+                              clip=1.0)
+    def synthesize(params, x0, key):
+      t = lambda x: taps(params, x)
+      grams = [scores.gram_matrix(f) for f in t(references)[1]]
+      score = scores.gram_regularised(t, targets, grams, GRAM_WEIGHT)
+      return ascend(score, x0, key, FixedSteps(), settings)
+    return synthesize
+
+  args = (params, x0, jax.random.PRNGKey(2))
+  return program(spec.steps), args, program(1), args, spec.steps
+
+
+def _jax_stic_classifier(spec):
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from introjax.objectives import vrm
+  net, params = _jax_stic_net(spec)
+  tx = optax.adam(1e-3)
+  k, b = spec.classes, spec.batch
+  shape = (b, spec.patch, spec.patch, spec.channels)
+  real = jax.random.uniform(jax.random.PRNGKey(1), shape, minval=-1)
+  fakes = jax.random.uniform(jax.random.PRNGKey(3), shape, minval=-1)
+  labels = jax.random.randint(jax.random.PRNGKey(2), (b,), 0, k)
+  loss = vrm.VRMFakeClassLoss(k)
+  weight = vrm.group_weights((b, b, b), (True, True, True))
+
+  def step(params, opt_state, key):
+    def objective(p):
+      targets = jax.nn.one_hot(labels, k + 1)
+      mixed, mixed_targets, _ = vrm.mixup(key, real, targets, 1.0)
+      batch = {"x": jnp.concatenate([real, mixed, fakes]),
+               "targets": jnp.concatenate([
+                   targets, mixed_targets,
+                   jax.nn.one_hot(jnp.full((b,), k), k + 1)]),
+               "weight": weight,
+               "labels": jnp.concatenate([labels, jnp.full((2 * b,), -1)])}
+      return loss(lambda x: net.apply({"params": p}, x), batch, key)[0]
+    grads = jax.grad(objective)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  def train(params, opt_state, key):
+    return jax.lax.fori_loop(
+        0, spec.steps,
+        lambda i, c: step(*c, jax.random.fold_in(key, i)), (params, opt_state))
+
+  args = (params, tx.init(params), jax.random.PRNGKey(4))
+  return train, args, step, args, spec.steps
+
+
 _JAX_BUILDERS = {"synthesis": _jax_synthesis, "cascade": _jax_cascade,
                  "classifier": _jax_classifier,
-                 "class_synthesis": _jax_class_synthesis}
+                 "class_synthesis": _jax_class_synthesis,
+                 "grmala": _jax_grmala,
+                 "stic_classifier": _jax_stic_classifier}
 
 
 def _flops(compiled):
@@ -483,9 +578,80 @@ def _torch_class_synthesis(spec, device):
                                CLASS_LEARNING_RATE, _autocast(spec, device))
 
 
+def _torch_gram(f):
+  b, c = f.shape[:2]
+  f = f.reshape(b, c, -1)
+  return f @ f.transpose(1, 2) / f.shape[-1]
+
+
+def _torch_grmala(spec, device):
+  import torch
+  net = _frozen(_torch_icl_net(spec, spec.classes + 1, device))
+  taps = []
+  for conv in [m for m in net if isinstance(m, torch.nn.Conv2d)][:2]:
+    conv.register_forward_hook(lambda m, i, out: taps.append(out))
+  x0 = _torch_inputs(spec, device)
+  references = torch.flip(x0, dims=(0,))
+  labels = torch.arange(spec.batch, device=device) % spec.classes
+  with torch.no_grad():
+    taps.clear()
+    net(references)
+    grams = [_torch_gram(f) for f in taps]
+
+  def run():   # JEM's loop: autograd each step, the update in eager ops
+    x = x0.clone()
+    for _ in range(spec.steps):
+      x.requires_grad_(True)
+      taps.clear()
+      with _autocast(spec, device):
+        logits = net(x).float()
+      log_p = torch.log_softmax(logits, 1).gather(1, labels[:, None])[:, 0]
+      distance = sum(((_torch_gram(f.float()) - a) ** 2).sum((1, 2)) /
+                     (a ** 2).sum((1, 2)) for f, a in zip(taps, grams))
+      grad, = torch.autograd.grad((log_p - GRAM_WEIGHT * distance).sum(), x)
+      x = torch.clamp(x.detach() + GRMALA_STEP * grad +
+                      GRMALA_NOISE * torch.randn_like(x), -1, 1)
+    return x
+  return run
+
+
+def _torch_stic_classifier(spec, device):
+  import torch
+  net = _torch_icl_net(spec, spec.classes + 1, device)
+  gen = torch.Generator().manual_seed(1)
+  k, b = spec.classes, spec.batch
+  shape = (b, spec.channels, spec.patch, spec.patch)
+  real = (torch.rand(shape, generator=gen) * 2 - 1).to(device)
+  fakes = (torch.rand(shape, generator=gen) * 2 - 1).to(device)
+  labels = torch.randint(0, k, (b,), generator=gen).to(device)
+  targets = torch.nn.functional.one_hot(labels, k + 1).float()
+  fake_targets = torch.nn.functional.one_hot(
+      torch.full((b,), k, device=device), k + 1).float()
+  opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+  def run():
+    for _ in range(spec.steps):
+      opt.zero_grad()
+      perm = torch.randperm(b, device=device)
+      lam = torch.distributions.Beta(1.0, 1.0).sample((b,)).to(device)
+      mixed = lam[:, None, None, None] * real + (
+          1 - lam[:, None, None, None]) * real[perm]
+      mixed_targets = lam[:, None] * targets + (1 - lam[:, None]) * targets[perm]
+      with _autocast(spec, device):
+        logits = net(torch.cat([real, mixed, fakes])).float()
+      log_p = torch.log_softmax(logits, 1)
+      loss = sum(-(t * lp).sum(1).mean() for t, lp in zip(
+          (targets, mixed_targets, fake_targets), log_p.split(b)))
+      loss.backward()
+      opt.step()
+  return run
+
+
 _TORCH_BUILDERS = {"synthesis": _torch_synthesis, "cascade": _torch_cascade,
                    "classifier": _torch_classifier,
-                   "class_synthesis": _torch_class_synthesis}
+                   "class_synthesis": _torch_class_synthesis,
+                   "grmala": _torch_grmala,
+                   "stic_classifier": _torch_stic_classifier}
 
 
 def bench_torch(spec, repeats):

@@ -79,7 +79,19 @@ def _np_langevin(s):
   return (lambda x: ()), update
 
 
-_NP_STEPS = {"adam": _np_adam, "sgd": _np_sgd, "langevin": _np_langevin}
+def _np_grmala(s):
+  """MALA-approx (STIC eq. 3): ε1·direction + ε3·η, η the rule's own draw
+  (fold_in(noise key, 1), as Langevin's)."""
+  def update(t, counts, x, g, state, noise):
+    delta = s.learning_rate * g
+    if s.proposal_noise:
+      delta = delta + s.proposal_noise * noise["eta"]
+    return delta, state
+  return (lambda x: ()), update
+
+
+_NP_STEPS = {"adam": _np_adam, "sgd": _np_sgd, "langevin": _np_langevin,
+             "grmala": _np_grmala}
 
 
 def _np_noise(key, steps_run, shape):
@@ -135,8 +147,8 @@ def _jax_ascend(x0, s, rule, key=jax.random.PRNGKey(3)):
           jnp.asarray(x0), key)
 
 
-def test_step_registry_names_the_three_rules():
-  assert set(steps.STEPS) == {"adam", "sgd", "langevin"}
+def test_step_registry_names_the_four_rules():
+  assert set(steps.STEPS) == {"adam", "sgd", "langevin", "grmala"}
   assert set(_NP_STEPS) == set(steps.STEPS)
 
 
@@ -175,6 +187,16 @@ def test_langevin_with_noise_reproduces_the_loops_key_stream():
   # Without the noise the samples would land elsewhere.
   s0 = s.replace(noise_std=0.0, langevin_noise=False)
   assert np.abs(want - _np_ascend(x0, s0, np.full(4, np.inf))[0]).max() > 1e-2
+
+
+def test_grmala_without_metropolis_is_the_step_plus_its_own_noise():
+  s = ascent.AscentSettings(optimizer="grmala", learning_rate=0.2,
+                            proposal_noise=0.05, max_steps=6, clip=1.0)
+  x0, key = _x0(), jax.random.PRNGKey(12)
+  x, stats = _jax_ascend(x0, s, stopping.FixedSteps(), key)
+  want = _np_ascend(x0, s, np.full(4, np.inf), key)[0]
+  np.testing.assert_allclose(x, want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(stats.step_state, 6)   # every move taken
 
 
 def test_langevin_noise_has_variance_eps_t_plus_noise_std_squared():
@@ -638,9 +660,9 @@ def test_through_cascade_runs_only_the_trained_stages():
 
 def test_member_registry():
   assert set(members.MEMBERS) == {"igm", "winn", "igm_images", "winn_images",
-                                  "icl"}
+                                  "icl", "stic"}
   sampling = members.sampling_members()
-  assert set(sampling) == set(members.MEMBERS) - {"icl"}
+  assert set(sampling) == set(members.MEMBERS) - {"icl", "stic"}
   for name, model in sampling.items():
     assert model is members.MEMBERS[name].model
 
