@@ -55,7 +55,7 @@ def get_config(variant=""):
   c.stic.mixup_chains = 100      # mixup-conditioned chains (stic only)
   c.stic.restart_probability = 0.5   # STIC §4: re-initialised with p = 0.5
   c.stic.sampler = "grmala"      # grmala (STIC eq. 3) | sgld (JEM)
-  c.stic.gram_layers = ("conv0", "conv1")  # STIC §5: deeper layers
+  c.stic.gram_layers = ("conv0",)  # see the README: a 2×2 map's Gram copies its image
   c.stic.gram_weight = 3.0       # ε2 / ε1 (on relative Gram distances)
   c.stic.references_per_class = 10   # real images saved for introjax.sample
 

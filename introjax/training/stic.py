@@ -174,8 +174,7 @@ class SynthesizeItClassifier:
     self.blank = p0_lib.build("blank")
     self._train = jax.jit(self._train_fn, donate_argnums=(0, 1),
                           static_argnames=("variant",))
-    self._synthesize = jax.jit(self._synthesize_fn, donate_argnums=(1,),
-                               static_argnames=("variant",))
+    self._synthesize = jax.jit(self._synthesize_fn, donate_argnums=(1,))
 
   def _reference_bank(self, per_class):
     """(K, per_class, H, W, C) real images in [-1, 1], the first of each
@@ -327,10 +326,9 @@ class SynthesizeItClassifier:
     return (jnp.where(is_class, of_class, a), jnp.where(is_class, of_class, b),
             jnp.where(is_class, 1.0, lam))
 
-  def _synthesize_fn(self, params, chains, key, pass_index, variant):
+  def _synthesize_fn(self, params, chains, key, pass_index):
     """Every chain restarts from p0 (and new conditioning) with probability
     p, then all run the sampler; returns the new chains and the stats."""
-    del variant   # the chains' count is their shape
     n = chains.pool.images.shape[0]
     k_draw, k_cond, k_p0, k_run = jax.random.split(key, 4)
     slots, restart = pool_lib.draw_persistent(
@@ -567,8 +565,7 @@ class SynthesizeItClassifier:
       m = {k: float(val) for k, val in train_metrics.items()}
       chains = s.chains
       if synthesises(v):
-        chains, stats = self._synthesize(params, chains, k_syn, round_index,
-                                         variant=v)
+        chains, stats = self._synthesize(params, chains, k_syn, round_index)
         m.update(self._synthesis_metrics(stats, v, round_index))
       if evaluators.due(self.config, round_index):
         m.update(evaluators.evaluate(self.config, "per_round",
