@@ -12,6 +12,8 @@
   test_error  each classifier's error on the test set       (eval/robustness.py)
   fgsm        WINN Table 3's two-way FGSM table over the classifiers, with
               step eval.fgsm_eps on [-1, 1]                 (eval/robustness.py)
+  ms_ssim     sample diversity: the mean MS-SSIM over pairs of generated
+              images (lower: more diverse; near 1: collapse) (eval/msssim.py)
 
 A member describes what it has to show as a `Subject`; each evaluator says
 what it needs from one (`needs`), so a name a member cannot serve is refused
@@ -25,6 +27,7 @@ import numpy as np
 
 from introjax.errors import ConfigError
 from introjax.eval import fid as fid_lib
+from introjax.eval import msssim
 from introjax.eval import robustness
 from introjax.eval.images import center_crop
 from introjax.eval.swd import sliced_wasserstein
@@ -226,3 +229,12 @@ def _fgsm(subject, config):
   return {"robustness": robustness.robustness_table(
       subject.classifiers, images, labels, config.eval.fgsm_eps,
       subject.batch_size, sharding=subject.sharding)}
+
+
+@register("ms_ssim", needs=("generated",))
+def _ms_ssim(subject, config):
+  """{"ms_ssim": the mean MS-SSIM over pairs of the generated images'
+  content}."""
+  images = subject.generated
+  size = min(images.shape[1:3]) - 2 * subject.generated_pad
+  return {"ms_ssim": msssim.diversity(center_crop(images, size))}
