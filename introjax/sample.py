@@ -13,6 +13,13 @@ style, minimising α·||I_style − I||² − (1−α)·ln p_style(I_style):
 `--content` is a bundled scikit-image picture (astronaut, camera, coffee,
 chelsea, rocket) or an image file. Images go to <workdir>/samples unless
 --out names a PNG path.
+
+From an IntroVAE workdir: new images G(z), reconstructions of held-out
+images beside them and latent interpolations between real images (Fig. 6),
+three PNGs named <out>_samples.png, _reconstructions.png and
+_interpolations.png (default <workdir>/samples/sample_seed<S>_*):
+
+    python -m introjax.sample --workdir=runs/introvae --num_images=64
 """
 import os
 
@@ -26,6 +33,7 @@ from introjax.eval.images import save_grid
 from introjax.models import cascade as cascade_lib
 from introjax.saved import load_model
 from introjax.training import harness
+from introjax.training import introvae
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.",
                                required=True)
@@ -50,6 +58,12 @@ _CRITICS = flags.DEFINE_integer("critics", None, "Use only the cascade's "
 
 def main(argv):
   del argv
+  if introvae.trainer_of(_WORKDIR.value) == "introvae":
+    num = _NUM.value if flags.FLAGS["num_images"].present else 64
+    prefix = os.path.splitext(_OUT.value)[0] if _OUT.value else None
+    introvae.sample_workdir(_WORKDIR.value, _ROUND.value, num, _SEED.value,
+                            prefix)
+    return
   model, cascade, round_index = load_model(_WORKDIR.value, _ROUND.value)
   config = model.config
   key = jax.random.PRNGKey(_SEED.value)

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from introjax import checkpoint as ckpt_lib
 from introjax import optim
@@ -269,69 +270,76 @@ class IntroVAETrainer:
     mu, logvar = self.encoder.apply(enc, x)
     return losses.kl_per_image(mu, logvar), mu, logvar
 
-  def _step(self, carry, key, images, alpha, margin):
-    """Algorithm 1's iteration: the E update, then the G update with the
-    updated E. `alpha` 0 is the VAE (adversarial terms off)."""
+  def encoder_loss(self, enc, dec, x, z_p, key, alpha, margin):
+    """Algorithm 1 lines 3–9 as a function of the encoder's parameters:
+    (L_E, (Z drawn for the batch, the batch's terms)). The generated images
+    enter the adversarial terms through ng (stop-gradient)."""
+    iv, ng = self.iv, jax.lax.stop_gradient
+    k_eps, k_r, k_f = jax.random.split(key, 3)
+    kl_real, mu, logvar = self._kl(enc, x)
+    z = nets.reparameterize(k_eps, mu, logvar)
+    x_r = self.generator.apply(dec, z)
+    x_p = self.generator.apply(dec, z_p)
+    err = losses.squared_error(x, x_r)
+    l_ae = 0.5 * jnp.mean(err)
+    kl_rec, mu_r, lv_r = self._kl(enc, ng(x_r))
+    kl_fake, mu_f, lv_f = self._kl(enc, ng(x_p))
+    if self.soft:
+      rr = self.generator.apply(dec, nets.reparameterize(k_r, mu_r, lv_r))
+      rf = self.generator.apply(dec, nets.reparameterize(k_f, mu_f, lv_f))
+      loss = losses.soft_encoder_loss(
+          err, kl_real, losses.squared_error(ng(x_r), rr), kl_rec,
+          losses.squared_error(ng(x_p), rf), kl_fake, iv.beta_rec,
+          iv.beta_kl, iv.beta_neg, self.scale, (alpha > 0).astype(jnp.float32))
+    else:
+      loss = losses.introvae_encoder_loss(kl_real, kl_rec, kl_fake, l_ae,
+                                          alpha, margin, iv.beta)
+    terms = {"l_ae": l_ae, "kl_real": jnp.mean(kl_real),
+             "kl_rec": jnp.mean(kl_rec), "kl_fake": jnp.mean(kl_fake)}
+    return loss, (ng(z), terms)
+
+  def generator_loss(self, dec, enc, x, z, z_p, key, alpha):
+    """Algorithm 1 lines 10–12 as a function of the generator's parameters,
+    with `enc` the encoder after its update: L_G = α Σ_s L_REG(Enc(X_s)) +
+    β L_AE, the gradient flowing through Enc into G."""
+    iv, ng = self.iv, jax.lax.stop_gradient
+    _, k_r, k_f = jax.random.split(key, 3)
+    x_r = self.generator.apply(dec, z)
+    x_p = self.generator.apply(dec, z_p)
+    err = losses.squared_error(x, x_r)
+    l_ae = 0.5 * jnp.mean(err)
+    kl_rec, mu_r, lv_r = self._kl(enc, x_r)
+    kl_fake, mu_f, lv_f = self._kl(enc, x_p)
+    if self.soft:
+      rr = self.generator.apply(
+          dec, ng(nets.reparameterize(k_r, mu_r, lv_r)))
+      rf = self.generator.apply(
+          dec, ng(nets.reparameterize(k_f, mu_f, lv_f)))
+      return losses.soft_generator_loss(
+          err, kl_rec, kl_fake, losses.squared_error(ng(x_r), rr),
+          losses.squared_error(ng(x_p), rf), iv.beta_rec, iv.beta_kl,
+          self.scale, iv.gamma_r, (alpha > 0).astype(jnp.float32))
+    return losses.introvae_generator_loss(kl_rec, kl_fake, l_ae, alpha,
+                                          iv.beta)
+
+  def step(self, carry, key, images, alpha, margin):
+    """One iteration of Algorithm 1: the E update, then the G update with
+    the updated E. `alpha` 0 is the VAE (adversarial terms off)."""
     enc, dec, opt_e, opt_g = carry
-    k_batch, k_eps, k_prior, k_r, k_f = jax.random.split(key, 5)
+    k_batch, k_prior, k_loss = jax.random.split(key, 3)
     x = self._draw(images, k_batch)
     z_p = jax.lax.with_sharding_constraint(
         jax.random.normal(k_prior, (self.batch_size, self.latent_dim)),
         self._batch)
-    iv, ng = self.iv, jax.lax.stop_gradient
-    adversarial = (alpha > 0).astype(jnp.float32)
-
-    def encoder_loss(enc_params):
-      kl_real, mu, logvar = self._kl(enc_params, x)
-      z = nets.reparameterize(k_eps, mu, logvar)
-      x_r = self.generator.apply(dec, z)
-      x_p = self.generator.apply(dec, z_p)
-      err = losses.squared_error(x, x_r)
-      l_ae = 0.5 * jnp.mean(err)
-      # ng: the E loss sees the generated images as given inputs.
-      kl_rec, mu_r, lv_r = self._kl(enc_params, ng(x_r))
-      kl_fake, mu_f, lv_f = self._kl(enc_params, ng(x_p))
-      if self.soft:
-        rr = self.generator.apply(dec, nets.reparameterize(k_r, mu_r, lv_r))
-        rf = self.generator.apply(dec, nets.reparameterize(k_f, mu_f, lv_f))
-        loss = losses.soft_encoder_loss(
-            err, kl_real, losses.squared_error(ng(x_r), rr), kl_rec,
-            losses.squared_error(ng(x_p), rf), kl_fake, iv.beta_rec,
-            iv.beta_kl, iv.beta_neg, self.scale, adversarial)
-      else:
-        loss = losses.introvae_encoder_loss(kl_real, kl_rec, kl_fake, l_ae,
-                                            alpha, margin, iv.beta)
-      terms = {"l_ae": l_ae, "kl_real": jnp.mean(kl_real),
-               "kl_rec": jnp.mean(kl_rec), "kl_fake": jnp.mean(kl_fake)}
-      return loss, (ng(z), terms)
-
     (loss_e, (z, terms)), grads = jax.value_and_grad(
-        encoder_loss, has_aux=True)(enc)
+        self.encoder_loss, has_aux=True)(enc, dec, x, z_p, k_loss, alpha,
+                                         margin)
     updates, opt_e = self.tx_e.update(grads, opt_e, enc)
-    enc = jax.tree.map(jnp.add, enc, updates)
-
-    def generator_loss(dec_params):
-      x_r = self.generator.apply(dec_params, z)
-      x_p = self.generator.apply(dec_params, z_p)
-      err = losses.squared_error(x, x_r)
-      l_ae = 0.5 * jnp.mean(err)
-      kl_rec, mu_r, lv_r = self._kl(enc, x_r)
-      kl_fake, mu_f, lv_f = self._kl(enc, x_p)
-      if self.soft:
-        rr = self.generator.apply(
-            dec_params, ng(nets.reparameterize(k_r, mu_r, lv_r)))
-        rf = self.generator.apply(
-            dec_params, ng(nets.reparameterize(k_f, mu_f, lv_f)))
-        return losses.soft_generator_loss(
-            err, kl_rec, kl_fake, losses.squared_error(ng(x_r), rr),
-            losses.squared_error(ng(x_p), rf), iv.beta_rec, iv.beta_kl,
-            self.scale, iv.gamma_r, adversarial)
-      return losses.introvae_generator_loss(kl_rec, kl_fake, l_ae, alpha,
-                                            iv.beta)
-
-    loss_g, grads = jax.value_and_grad(generator_loss)(dec)
+    enc = optax.apply_updates(enc, updates)
+    loss_g, grads = jax.value_and_grad(self.generator_loss)(
+        dec, enc, x, z, z_p, k_loss, alpha)
     updates, opt_g = self.tx_g.update(grads, opt_g, dec)
-    dec = jax.tree.map(jnp.add, dec, updates)
+    dec = optax.apply_updates(dec, updates)
     finite = jnp.stack([jnp.isfinite(p).all() for p in
                         jax.tree.leaves((enc, dec))]).all()
     return (enc, dec, opt_e, opt_g), {**terms, "loss_e": loss_e,
@@ -342,7 +350,7 @@ class IntroVAETrainer:
     keys = jax.random.split(key, self.steps_per_round)
     carry = (state.encoder, state.generator, state.opt_e, state.opt_g)
     carry, per_step = jax.lax.scan(
-        lambda c, k: self._step(c, k, images, alpha, margin), carry, keys)
+        lambda c, k: self.step(c, k, images, alpha, margin), carry, keys)
     return IntroVAEState(*carry, margin), per_step
 
   # Generation ------------------------------------------------------------------
