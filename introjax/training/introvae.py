@@ -543,10 +543,11 @@ def write_grids(trainer, state, prefix, num, key):
   return paths
 
 
-def train_and_evaluate(config, workdir):
+def train_and_evaluate(config, workdir, trainer=None):
   """Trains IntroVAE (or Soft-IntroVAE) per `config`, resuming from
-  `workdir`; writes results.json with the final evaluation."""
-  trainer = IntroVAETrainer(config)
+  `workdir`; writes results.json with the final evaluation. `trainer`: one
+  already built for `config` (its compiled programs are reused)."""
+  trainer = trainer or IntroVAETrainer(config)
   evaluators.check(config, "IntroVAE", {"generated": True, "real": True,
                                         "generated_side":
                                             trainer.image_shape[0]})
