@@ -244,6 +244,13 @@ def test_tiny_run_writes_metrics_pngs_and_results(tiny_run):
   assert os.path.exists(os.path.join(straight, "results.json"))
 
 
+def test_one_program_for_every_round(tiny_run):
+  """VAE and IntroVAE rounds, before and after margin=auto, and the resumed
+  run share one compiled round (α and m are arguments, not constants)."""
+  trainer = tiny_run[3]
+  assert trainer._round._cache_size() == 1
+
+
 def test_resume_continues_exactly(tiny_run):
   _, straight, resumed, _ = tiny_run
   a, b = _metrics(straight), _metrics(resumed)

@@ -470,7 +470,7 @@ class IntroVAETrainer:
     write_grids(self, state, prefix, n, self.eval_key())
 
   def progress(self, t, rounds, m, seconds):
-    phase = "VAE" if m.get("pretraining") else (
+    phase = "VAE" if m.get("pretraining") or not m.get("alpha") else (
         "Soft-IntroVAE" if self.soft else "IntroVAE")
     line = (f"round {t}/{rounds} [{phase}] L_E {m['loss_e']:.4g} L_G "
             f"{m['loss_g']:.4g} | KL real {m['kl_real']:.1f} rec "
