@@ -97,7 +97,7 @@ def check_config(config):
                       f"{' or '.join(map(repr, losses.OBJECTIVES))}.")
   if iv.alpha < 0:
     raise ConfigError(f"introvae.alpha={iv.alpha} must be ≥ 0 (0: the plain "
-                      "VAE; App. D: 0.1 to 0.5).")
+                      "VAE; Appendix D: 0.1 to 0.5).")
   if iv.beta <= 0:
     raise ConfigError(f"introvae.beta={iv.beta} must be > 0: it weights the "
                       "reconstruction term.")
