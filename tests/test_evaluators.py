@@ -65,7 +65,7 @@ def test_names_a_member_cannot_serve_are_refused_before_training():
     TextureIGM(config, parallel.make_mesh())
   config.eval.per_round = "swd,fidd"
   with pytest.raises(ConfigError, match=r"'fidd'; the evaluators are fgsm, "
-                     r"fid, swd, test_error"):
+                     r"fid, ms_ssim, swd, test_error"):
     TextureIGM(config, parallel.make_mesh())
   # The digits are 8×8: too small for SWD's coarsest level.
   config = load_config("icl_digits.py:tiny")
