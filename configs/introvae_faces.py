@@ -8,7 +8,9 @@ Variants, chosen after a colon:
            and SWD, 80 train. Appendix B's residual networks at 32²
            (channels 16, 32, 64), latent 32, batch 16; 5 rounds of VAE
            pre-training then IntroVAE with the margin the pre-training
-           suggests (margin="auto"). A round is 10 epochs (50 iterations).
+           suggests (margin="auto"). A round is 10 epochs (50 iterations);
+           20 rounds took 509 s of training on a shared 2-core CPU
+           (BENCHMARKS.md).
   tiny     16×16 faces, narrow networks and a few iterations, for tests.
 Objectives on the same networks and schedule:
   --config.introvae.alpha=0                       the plain VAE
