@@ -7,6 +7,7 @@ from typing import Callable, NamedTuple, Optional
 from introjax.training import icl
 from introjax.training import igm
 from introjax.training import images
+from introjax.training import introvae
 from introjax.training import stic
 from introjax.training import winn
 
@@ -23,6 +24,7 @@ MEMBERS = {
     "winn_images": Member(images.train_winn, images.ImageWINN),
     "icl": Member(icl.train_and_evaluate),
     "stic": Member(stic.train_and_evaluate),
+    "introvae": Member(introvae.train_and_evaluate),
 }
 
 

@@ -19,6 +19,13 @@ classifier's sampler for --steps steps:
 
     python -m introjax.sample --workdir=runs/stic --num_images=8 --steps=200
 
+From an IntroVAE workdir: new images G(z), reconstructions of held-out
+images beside them and latent interpolations between real images (Fig. 6),
+three PNGs named <out>_samples.png, _reconstructions.png and
+_interpolations.png (default <workdir>/samples/sample_seed<S>_*):
+
+    python -m introjax.sample --workdir=runs/introvae --num_images=64
+
 Images go to <workdir>/samples unless --out names a PNG path.
 """
 import os
@@ -34,6 +41,7 @@ from introjax.eval.images import save_grid
 from introjax.models import cascade as cascade_lib
 from introjax.saved import load_classifier, load_model, saved_trainer
 from introjax.training import harness
+from introjax.training import introvae
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.",
                                required=True)
@@ -92,8 +100,15 @@ def sample_stic(workdir):
 
 def main(argv):
   del argv
-  if saved_trainer(_WORKDIR.value) == "stic":
+  trainer = saved_trainer(_WORKDIR.value)
+  if trainer == "stic":
     return sample_stic(_WORKDIR.value)
+  if trainer == "introvae":
+    num = _NUM.value if flags.FLAGS["num_images"].present else 64
+    prefix = os.path.splitext(_OUT.value)[0] if _OUT.value else None
+    introvae.sample_workdir(_WORKDIR.value, _ROUND.value, num, _SEED.value,
+                            prefix)
+    return
   model, cascade, round_index = load_model(_WORKDIR.value, _ROUND.value)
   config = model.config
   key = jax.random.PRNGKey(_SEED.value)

@@ -348,7 +348,7 @@ def _tfds_source(tfds, name, split, data_dir, split_key):
 
 # Unlabelled images for the generative models -------------------------------
 
-IMAGE_SOURCES = ("lfw_subset", "tfds")
+IMAGE_SOURCES = ("lfw_subset", "npz", "tfds")
 # scikit-image's lfw_subset is a face-detection set: 100 grey 25×25 LFW faces
 # followed by 100 non-faces (background crops). Only the faces are training
 # images.
@@ -365,7 +365,8 @@ def load_images(data, rows=None):
   S, C) uint8, a name for them, and how many there are over every process.
 
   Fields read from `data`: `source` ("lfw_subset": scikit-image's 100
-  bundled LFW faces, offline, without the set's 100 non-faces; "tfds":
+  bundled LFW faces, offline, without the set's 100 non-faces; "npz":
+  `npz_path`, a Keras-layout file, `split` "train" or "test"; "tfds":
   `name`, `split` ("+"-joins), `data_dir`), `max_images` (0: all), `crop`
   (side of the centre square cut from each image; 0: the largest),
   `image_size` (the square is resized to this; 0: kept), `channels` (0: as
@@ -401,6 +402,24 @@ def load_images(data, rows=None):
     images = np.array([transform(f) for f in faces], np.uint8).reshape(
         (-1, *shape))
     name = "lfw_subset"
+  elif source == "npz":
+    # A Keras-layout npz (mnist.npz) as unlabelled images: `split` is
+    # "train" or "test".
+    split = data.get("split", "train")
+    if split not in ("train", "test"):
+      raise DataError(f"data.split={split!r} for an npz file; use 'train' or "
+                      "'test'.")
+    arrays = dict(zip(("train", "test"), _npz(data.get("npz_path", ""))))
+    stored = arrays[split][0]
+    if limit:
+      stored = stored[:limit]
+    total = len(stored)
+    shape = np.shape(transform(stored[0])) if total else (1, 1, 1)
+    if rows is not None:
+      stored = stored[slice(*rows(total))]
+    images = np.array([transform(x) for x in stored], np.uint8).reshape(
+        (-1, *shape))
+    name = os.path.basename(data.get("npz_path", ""))
   elif source == "tfds":
     tfds_name = data.get("name", "")
     images, _, total = _tfds(tfds_name, data.get("split", "train"),

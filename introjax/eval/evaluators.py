@@ -16,6 +16,8 @@
               classifies the labelled generated ones        (eval/judge.py)
   cls_g       STIC's Cls_G: a judge trained on the labelled generated images
               classifies the real test set                  (eval/judge.py)
+  ms_ssim     sample diversity: the mean MS-SSIM over pairs of generated
+              images (lower: more diverse; near 1: collapse) (eval/msssim.py)
 
 A member describes what it has to show as a `Subject`; each evaluator says
 what it needs from one (`needs`), so a name a member cannot serve is refused
@@ -30,6 +32,7 @@ import numpy as np
 from introjax.errors import ConfigError
 from introjax.eval import fid as fid_lib
 from introjax.eval import judge
+from introjax.eval import msssim
 from introjax.eval import robustness
 from introjax.eval.images import center_crop
 from introjax.eval.swd import sliced_wasserstein
@@ -247,3 +250,12 @@ register("cls_r", needs=("generated", "generated_labels", "train_set",
                          "test_set"))(judge.cls_r)
 register("cls_g", needs=("generated", "generated_labels", "test_set"))(
     judge.cls_g)
+
+
+@register("ms_ssim", needs=("generated",))
+def _ms_ssim(subject, config):
+  """{"ms_ssim": the mean MS-SSIM over pairs of the generated images'
+  content}."""
+  images = subject.generated
+  size = min(images.shape[1:3]) - 2 * subject.generated_pad
+  return {"ms_ssim": msssim.diversity(center_crop(images, size))}
