@@ -660,9 +660,9 @@ def test_through_cascade_runs_only_the_trained_stages():
 
 def test_member_registry():
   assert set(members.MEMBERS) == {"igm", "winn", "igm_images", "winn_images",
-                                  "icl", "stic"}
+                                  "icl", "stic", "introvae"}
   sampling = members.sampling_members()
-  assert set(sampling) == set(members.MEMBERS) - {"icl", "stic"}
+  assert set(sampling) == set(members.MEMBERS) - {"icl", "stic", "introvae"}
   for name, model in sampling.items():
     assert model is members.MEMBERS[name].model
 
