@@ -6,7 +6,7 @@ The variant is the resolution: 64, 128 (default), 256, 512, 1024. Each gets
 Appendix B's network for that size (Table 3's 1024² widths, the first ones
 dropped for smaller images) and §4.1's (latent, m, α, β):
 
-  size  latent  m    α     β       source
+  res.  latent  m    α     β       source
   64    256     110  0.25  0.5     not in §4.1: the 128² values
   128   256     110  0.25  0.5     §4.1
   256   512     120  0.25  0.05    §4.1

@@ -133,6 +133,13 @@ def test_sections_are_named_by_axis_not_by_member():
       assert set(config.icl) == {"mode", "variants", "positive_class"}
       assert {"alpha", "gp_weight", "synthesis"} <= set(config.winn)
       assert {"negatives", "p0", "pool"} <= set(config), path.name
+    elif config.trainer == "stic":
+      # Its chains start from p0; its own section holds no other axis.
+      assert "winn" not in config and "p0" in config, path.name
+      assert not axes & set(config.stic), path.name
+    elif config.trainer == "introvae":
+      # No sampler: none of the sampling axes.
+      assert "winn" not in config and not axes & set(config), path.name
     else:
       assert "winn" not in config and axes <= set(config), path.name
 
