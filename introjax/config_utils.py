@@ -129,3 +129,15 @@ def check_overrides(argv):
         f"Unknown config key{'s' if len(unknown) > 1 else ''} "
         f"{', '.join(unknown)} for {spec}; the valid keys are: "
         f"{', '.join(sorted(config_keys(config)))}.")
+
+
+def check_variants(variants, known, field):
+  """`variants` as a tuple, refused unless it names each of `known` at
+  most once (and at least one); `field` names the setting."""
+  variants = tuple(variants)
+  unknown = [v for v in variants if v not in known]
+  if unknown or not variants or len(set(variants)) != len(variants):
+    raise ConfigError(
+        f"{field}={variants!r} must name each of {', '.join(known)} "
+        "at most once (and at least one).")
+  return variants

@@ -166,6 +166,18 @@ def run(name, subject, config=None):
   return _REGISTRY[name].run(subject, config)
 
 
+def final_by_classifier(config, subject, names_):
+  """eval.final on `subject`, its per-classifier test errors gathered as
+  {"test_error": {name: error}} (the other metrics as they are)."""
+  final = evaluate(config, "final", subject)
+  errors = per_classifier(final, "test_error", list(names_))
+  if errors:
+    final = {"test_error": errors,
+             **{k: v for k, v in final.items()
+                if not k.startswith("test_error")}}
+  return final
+
+
 def per_classifier(metrics, metric, names_):
   """{classifier name: value} of `metric` in `metrics` (as the evaluators
   key it: bare for one classifier, "<metric>/<name>" for several); {} if

@@ -232,3 +232,18 @@ def format_robustness_table(result: RobustnessResult) -> str:
             "examples that fool A; correction rate by B = 1 − N_A∩B/N_A, the "
             "share of those that B classifies correctly."]
   return "\n".join(lines)
+
+
+def classifier_results_lines(final, fgsm_eps):
+  """results.md lines of the test errors and the FGSM table in `final`
+  (what evaluators.final_by_classifier returns)."""
+  lines = []
+  if "test_error" in final:
+    lines += ["| model | test error (%) |", "| --- | --- |"]
+    lines += [f"| {name} | {100 * e:.2f} |"
+              for name, e in final["test_error"].items()]
+    lines.append("")
+  if "robustness" in final:
+    lines += [f"## FGSM, ε = {fgsm_eps} on [-1, 1]", "",
+              format_robustness_table(final["robustness"]), ""]
+  return lines

@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from introjax import config_utils
 from introjax import objectives
 from introjax import optim
 from introjax import parallel
@@ -93,7 +94,8 @@ class IntrospectiveClassifier:
       train_set, test_set = datasets.load_classification(
           config.data, train_rows=lambda n: parallel.process_rows(n, mesh))
     icl = config.icl
-    self.variants = _check_variants(icl.variants)
+    self.variants = config_utils.check_variants(icl.variants, VARIANTS,
+                                                "icl.variants")
     train_labels, test_labels = train_set.labels, test_set.labels
     if icl.mode == "binary":
       if not 0 <= icl.positive_class < train_set.num_classes:
@@ -400,12 +402,7 @@ class IntrospectiveClassifier:
     """eval.final over every variant: {"test_error": {name: error}} and the
     FGSM table ("robustness") when named."""
     subject = self.evaluation_subject({n: s.params for n, s in state.items()})
-    final = evaluators.evaluate(self.config, "final", subject)
-    errors = evaluators.per_classifier(final, "test_error", list(state))
-    if errors:
-      final = {"test_error": errors,
-               **{k: v for k, v in final.items()
-                  if not k.startswith("test_error")}}
+    final = evaluators.final_by_classifier(self.config, subject, list(state))
     return final
 
   # Harness hooks -------------------------------------------------------------
@@ -526,16 +523,6 @@ class IntrospectiveClassifier:
     return new_state, metrics
 
 
-def _check_variants(variants):
-  variants = tuple(variants)
-  unknown = [v for v in variants if v not in VARIANTS]
-  if unknown or not variants or len(set(variants)) != len(variants):
-    raise ConfigError(
-        f"icl.variants={variants!r} must name each of {', '.join(VARIANTS)} "
-        "at most once (and at least one).")
-  return variants
-
-
 def _synthesis_metrics(stats, name, round_index, learning_rate,
                        thresholds=None):
   metrics = summarize(stats, thresholds)
@@ -553,14 +540,7 @@ def results_markdown(config, dataset_name, final):
   title = "WINN classifier" if "winn" in config.icl.variants else "ICL"
   lines = [f"# {title} results: {dataset_name}, mode {config.icl.mode}, "
            f"seed {config.seed}, {config.rounds} rounds", ""]
-  if "test_error" in final:
-    lines += ["| model | test error (%) |", "| --- | --- |"]
-    lines += [f"| {name} | {100 * e:.2f} |"
-              for name, e in final["test_error"].items()]
-    lines.append("")
-  if "robustness" in final:
-    lines += [f"## FGSM, ε = {config.eval.fgsm_eps} on [-1, 1]", "",
-              robustness.format_robustness_table(final["robustness"]), ""]
+  lines += robustness.classifier_results_lines(final, config.eval.fgsm_eps)
   others = {k: v for k, v in final.items()
             if k not in ("test_error", "robustness")}
   if others:

@@ -50,6 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from introjax import config_utils
 from introjax import objectives
 from introjax import optim
 from introjax import parallel
@@ -111,7 +112,8 @@ class SynthesizeItClassifier:
     self.config = config
     self.mesh = mesh
     stic = config.stic
-    self.variants = _check_variants(stic.variants)
+    self.variants = config_utils.check_variants(stic.variants, VARIANTS,
+                                                 "stic.variants")
     _check_settings(config)
     if shapes is None and train_set is None:
       train_set, test_set = datasets.load_classification(
@@ -428,14 +430,9 @@ class SynthesizeItClassifier:
     """eval.final: the classifiers' test errors and FGSM table, and each
     synthesising variant's sample metrics (swd, cls_r, cls_g) under
     "samples"."""
-    final = evaluators.evaluate(
-        self.config, "final",
-        self._subject({n: s.params for n, s in state.items()}))
-    errors = evaluators.per_classifier(final, "test_error", list(state))
-    if errors:
-      final = {"test_error": errors,
-               **{k: v for k, v in final.items()
-                  if not k.startswith("test_error")}}
+    final = evaluators.final_by_classifier(
+        self.config, self._subject({n: s.params for n, s in state.items()}),
+        list(state))
     samples = {}
     for v in state:
       if synthesises(v):
@@ -590,16 +587,6 @@ class SynthesizeItClassifier:
     return metrics
 
 
-def _check_variants(variants):
-  variants = tuple(variants)
-  unknown = [v for v in variants if v not in VARIANTS]
-  if unknown or not variants or len(set(variants)) != len(variants):
-    raise ConfigError(
-        f"stic.variants={variants!r} must name each of {', '.join(VARIANTS)} "
-        "at most once (and at least one).")
-  return variants
-
-
 def _check_settings(config):
   stic = config.stic
   if not stic.mixup_alpha > 0:
@@ -630,13 +617,7 @@ def _check_settings(config):
 def results_markdown(config, dataset_name, final):
   lines = [f"# STIC results: {dataset_name}, sampler {config.stic.sampler}, "
            f"seed {config.seed}, {config.rounds} passes", ""]
-  if "test_error" in final:
-    lines += ["| model | test error (%) |", "| --- | --- |"]
-    lines += [f"| {n} | {100 * e:.2f} |" for n, e in final["test_error"].items()]
-    lines.append("")
-  if "robustness" in final:
-    lines += [f"## FGSM, ε = {config.eval.fgsm_eps} on [-1, 1]", "",
-              robustness.format_robustness_table(final["robustness"]), ""]
+  lines += robustness.classifier_results_lines(final, config.eval.fgsm_eps)
   if "samples" in final:
     names = sorted({k for m in final["samples"].values() for k in m})
     lines += ["## Class-conditional samples (the class chains after the "
