@@ -223,6 +223,8 @@ def lines_by_panel(runs):
     for g in single:
       other.update(groups.pop(g))
     groups["other"] = other
+  if "timings" in groups:  # last: how long, after what
+    groups.move_to_end("timings")
   return groups
 
 
@@ -270,64 +272,86 @@ def _unit(name):
   return name.replace("_", " ")
 
 
-def _styles(lines):
-  """(colour, line style) per line: a colour per (run, variant), a style
-  per metric name within the panel."""
-  import matplotlib
-  palette = matplotlib.colormaps["tab10"].colors
-  series = list(dict.fromkeys((l.run, l.variant) for l in lines))
-  names = list(dict.fromkeys(l.name for l in lines))
-  dashes = ["-", "--", ":", "-."]
-  out = []
-  for l in lines:
-    colour = palette[series.index((l.run, l.variant)) % len(palette)]
-    style = dashes[names.index(l.name) % len(dashes)]
-    if l.name.endswith("cap"):
-      colour, style = "0.45", (0, (6, 3))
-    out.append((colour, style))
-  return out
+_CAP_STYLE = ("0.45", (0, (6, 3)))  # a step cap: grey, long dashes
+_DASHES = ["-", "--", ":", "-."]
 
 
-def _label_of(line, lines, panel):
+def _suffix(line, panel):
+  return line.name[len(panel):].lstrip("_") or line.name
+
+
+def _series_label(run, variant, lines):
   parts = []
   if len({l.run for l in lines}) > 1:
-    parts.append(line.run)
+    parts.append(run)
   if len({l.variant for l in lines}) > 1:
-    parts.append(line.variant or "(no prefix)")
-  if len({l.name for l in lines}) > 1:
-    parts.append(line.name[len(panel):].lstrip("_") or line.name)
-  return ", ".join(parts) or line.name
+    parts.append(variant or "(no prefix)")
+  return ", ".join(parts)
 
 
 def _draw_panel(ax, panel, lines):
+  """A colour per (run, variant), a line style per metric of the panel;
+  the legend says each once (colours, then styles)."""
+  import matplotlib
+  from matplotlib.lines import Line2D
   from matplotlib.ticker import MaxNLocator
+  palette = matplotlib.colormaps["tab10"].colors
+  series = list(dict.fromkeys((l.run, l.variant) for l in lines))
+  names = list(dict.fromkeys(l.name for l in lines if not
+                             l.name.endswith("cap")))
   few = max(len(l.rounds) for l in lines) <= 30
-  for line, (colour, style) in zip(lines, _styles(lines)):
+  marker = dict(marker="o", markersize=3.5) if few else {}
+  for line in lines:
+    if line.name.endswith("cap"):
+      colour, style = _CAP_STYLE
+    else:
+      colour = palette[series.index((line.run, line.variant)) % len(palette)]
+      style = _DASHES[names.index(line.name) % len(_DASHES)]
     ax.plot(line.rounds, line.values, color=colour, linestyle=style,
-            marker="o" if few else None, markersize=3.5, linewidth=1.6,
-            label=_label_of(line, lines, panel))
+            linewidth=1.6, **marker)
+  handles = []
+  if len(series) > 1:
+    handles += [Line2D([], [], color=palette[i % len(palette)],
+                       label=_series_label(run, variant, lines), **marker)
+                for i, (run, variant) in enumerate(series)]
+  if len(names) > 1 or len(names) < len({l.name for l in lines}):
+    by_name = {l.name: l for l in lines}
+    handles += [Line2D([], [], color="0.15", linestyle=_DASHES[i % 4],
+                       label=_suffix(by_name[n], panel))
+                for i, n in enumerate(names)]
+    handles += [Line2D([], [], color=_CAP_STYLE[0], linestyle=_CAP_STYLE[1],
+                       label=_suffix(l, panel)) for l in
+                dict((l.name, l) for l in lines
+                     if l.name.endswith("cap")).values()]
+  if handles:
+    ax.legend(handles=handles, fontsize=8 if len(handles) <= 5 else 7,
+              ncol=1 if len(handles) <= 5 else 2, loc="best",
+              framealpha=0.85)
   values = np.concatenate([l.values[np.isfinite(l.values)] for l in lines])
   log = bool(values.size and values.min() > 0
              and values.max() / values.min() >= 100)
   if log:  # values spanning decades
     ax.set_yscale("log")
-  names = list(dict.fromkeys(l.name[len(panel):].lstrip("_") for l in lines))
-  title = panel + (f" ({', '.join(names)})" if len(names) > 1 else "")
+  suffixes = list(dict.fromkeys(_suffix(l, panel) for l in lines))
+  title = panel + (f" ({', '.join(suffixes)})" if len(suffixes) > 1 else "")
+  unit = _unit(panel)
   if any(l.derived for l in lines):
     title += ", derived"
     ax.set_ylim(-0.03, 1.03)
+  elif _is_flag(values):
+    unit = "flag (0 no, 1 yes)"
+    ax.set_ylim(-0.08, 1.08)
+    ax.set_yticks([0, 1])
   ax.set_title(title, fontsize=11)
   ax.set_xlabel("round")
-  ax.set_ylabel(_unit(panel) + (" (log scale)" if log else ""))
+  ax.set_ylabel(unit + (" (log scale)" if log else ""))
   ax.xaxis.set_major_locator(MaxNLocator(integer=True))
   ax.grid(True, alpha=0.3)
-  if len(lines) > 1:
-    ax.legend(fontsize=8, loc="best", framealpha=0.8)
 
 
 def plot_group(path, title, panels):
   """One PNG of `panels` ({panel: [Line]}), small multiples in rows of
-  three."""
+  three; returns the figure."""
   n = len(panels)
   cols = min(_PANEL_COLUMNS, n)
   rows = math.ceil(n / cols)
@@ -343,6 +367,7 @@ def plot_group(path, title, panels):
     ax.set_visible(False)
   figure.suptitle(title, fontsize=13, y=1 - 0.12 / height, va="top")
   figure.savefig(path)
+  return figure
 
 
 # The markdown ---------------------------------------------------------------
@@ -555,31 +580,41 @@ def write_report(workdirs, out=None, self_contained=False):
   return path
 
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A run's workdir.")
-_WORKDIRS = flags.DEFINE_list("workdirs", None, "Several runs' workdirs, "
-                              "comma-separated, shown side by side.")
-_OUT = flags.DEFINE_string("out", None, "Where report.md and its PNGs go "
-                           "(default <workdir>/report; for several runs "
-                           "report_<a>_vs_<b> beside the first).")
-_SELF_CONTAINED = flags.DEFINE_bool(
-    "self_contained", False, "Copy the sample PNGs the report shows into "
-    "--out, so the folder can be moved without the workdirs.")
+def _define_flags():
+  """The command line's flags, defined only when this module is the
+  program (the trainers import it, and their own flags include --workdir)."""
+  return dict(
+      workdir=flags.DEFINE_string("workdir", None, "A run's workdir."),
+      workdirs=flags.DEFINE_list("workdirs", None, "Several runs' workdirs, "
+                                 "comma-separated, shown side by side."),
+      out=flags.DEFINE_string("out", None, "Where report.md and its PNGs go "
+                              "(default <workdir>/report; for several runs "
+                              "report_<a>_vs_<b> beside the first)."),
+      self_contained=flags.DEFINE_bool(
+          "self_contained", False, "Copy the sample PNGs the report shows "
+          "into --out, so the folder can be moved without the workdirs."))
+
+
+_FLAGS = {}
 
 
 def main(argv):
   if len(argv) > 1:
     raise UserError(f"Unexpected arguments: {' '.join(argv[1:])}; name runs "
                     "with --workdir or --workdirs.")
-  if bool(_WORKDIR.value) == bool(_WORKDIRS.value):
+  workdir, several = _FLAGS["workdir"].value, _FLAGS["workdirs"].value
+  if bool(workdir) == bool(several):
     raise UserError("Name one run with --workdir=runs/x or several with "
                     "--workdirs=runs/a,runs/b (not both).")
-  workdirs = [_WORKDIR.value] if _WORKDIR.value else _WORKDIRS.value
+  workdirs = [workdir] if workdir else several
   for w in workdirs:
     if not os.path.isdir(w):
       raise UserError(f"No workdir {w}; name a folder a run wrote.")
-  path = write_report(workdirs, _OUT.value, _SELF_CONTAINED.value)
+  path = write_report(workdirs, _FLAGS["out"].value,
+                      _FLAGS["self_contained"].value)
   logging.info("Report in %s", path)
 
 
 if __name__ == "__main__":
+  _FLAGS.update(_define_flags())
   cli.run_app(main)

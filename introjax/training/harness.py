@@ -28,6 +28,7 @@ resumed run's rounds ran on.
 import contextlib
 import datetime
 import functools
+import inspect
 import json
 import os
 import time
@@ -98,15 +99,17 @@ def write_report(workdir):
 
 
 def reports(train):
-  """`train(config, workdir, ...)` that writes the workdir's report when it
-  returns (unless config.log.report is False): the one place every member's
-  run ends."""
+  """`train(..., config, workdir, ...)` that writes the workdir's report
+  when it returns (unless config.log.report is False): the one place every
+  member's run ends."""
+  signature = inspect.signature(train)
 
   @functools.wraps(train)
-  def train_and_report(config, workdir, *args, **kwargs):
-    out = train(config, workdir, *args, **kwargs)
-    if config.get("log", {}).get("report", True):
-      write_report(workdir)
+  def train_and_report(*args, **kwargs):
+    out = train(*args, **kwargs)
+    named = signature.bind(*args, **kwargs).arguments
+    if named["config"].get("log", {}).get("report", True):
+      write_report(named["workdir"])
     return out
 
   return train_and_report
