@@ -39,11 +39,15 @@ REPORT_NAME = "report.md"
 # At most this many of a series' per-round sample grids are shown: first,
 # last and evenly between.
 MAX_SAMPLE_ROUNDS = 4
-_ROUND_PNG = re.compile(r"^(?P<series>.*?)_?round_(?P<round>\d+)\.png$")
-# A panel's lines whose names end so are one quantity's summaries and share
-# its axes (synthesis_steps_mean and _max; synthesis_logit_start and _end).
+# A round's grid: round_001.png, icl_round_002.png, stic_classes_pass_003.png,
+# round_004_samples.png; its series is the name around the number.
+_ROUND_PNG = re.compile(
+    r"^(?P<before>.*?)_?(?:round|pass)_(?P<round>\d+)(?:_(?P<after>.+))?\.png$")
+# Metrics whose names hold these go to the timings figure.
 _TIMING_WORDS = ("seconds", "per_second")
 _PANEL_COLUMNS = 3
+# Groups drawn in a figure of their own even with one panel.
+_OWN_FIGURE = ("train", "synthesis", "timings")
 
 
 @dataclasses.dataclass
@@ -112,7 +116,8 @@ def load_run(workdir, label=None):
       path = os.path.join(folder, name)
       match = _ROUND_PNG.match(name)
       if match:
-        round_samples[match["series"]].append((int(match["round"]), path))
+        series = "_".join(filter(None, (match["before"], match["after"])))
+        round_samples[series].append((int(match["round"]), path))
       else:
         other_samples.append(path)
   for series in round_samples.values():
@@ -217,7 +222,7 @@ def lines_by_panel(runs):
       del groups[group]
   # Groups of one panel share one figure, so no figure holds a lone plot.
   single = [g for g, panels in groups.items() if len(panels) == 1
-            and g != "timings"]
+            and g not in _OWN_FIGURE]
   if len(single) > 1:
     other = collections.OrderedDict()
     for g in single:
@@ -280,23 +285,26 @@ def _suffix(line, panel):
   return line.name[len(panel):].lstrip("_") or line.name
 
 
-def _series_label(run, variant, lines):
+def _series_label(run, variant, series):
   parts = []
-  if len({l.run for l in lines}) > 1:
+  if len({r for r, _ in series}) > 1:
     parts.append(run)
-  if len({l.variant for l in lines}) > 1:
+  if len({v for _, v in series}) > 1:
     parts.append(variant or "(no prefix)")
   return ", ".join(parts)
 
 
-def _draw_panel(ax, panel, lines):
-  """A colour per (run, variant), a line style per metric of the panel;
-  the legend says each once (colours, then styles)."""
+def _palette():
   import matplotlib
+  return matplotlib.colormaps["tab10"].colors
+
+
+def _draw_panel(ax, panel, lines, colours):
+  """A colour per (run, variant) (`colours`, the same in every panel of a
+  figure, whose legend names them), a line style per metric of the panel,
+  named in the panel's legend."""
   from matplotlib.lines import Line2D
   from matplotlib.ticker import MaxNLocator
-  palette = matplotlib.colormaps["tab10"].colors
-  series = list(dict.fromkeys((l.run, l.variant) for l in lines))
   names = list(dict.fromkeys(l.name for l in lines if not
                              l.name.endswith("cap")))
   few = max(len(l.rounds) for l in lines) <= 30
@@ -305,28 +313,20 @@ def _draw_panel(ax, panel, lines):
     if line.name.endswith("cap"):
       colour, style = _CAP_STYLE
     else:
-      colour = palette[series.index((line.run, line.variant)) % len(palette)]
+      colour = colours[(line.run, line.variant)]
       style = _DASHES[names.index(line.name) % len(_DASHES)]
     ax.plot(line.rounds, line.values, color=colour, linestyle=style,
             linewidth=1.6, **marker)
-  handles = []
-  if len(series) > 1:
-    handles += [Line2D([], [], color=palette[i % len(palette)],
-                       label=_series_label(run, variant, lines), **marker)
-                for i, (run, variant) in enumerate(series)]
   if len(names) > 1 or len(names) < len({l.name for l in lines}):
     by_name = {l.name: l for l in lines}
-    handles += [Line2D([], [], color="0.15", linestyle=_DASHES[i % 4],
-                       label=_suffix(by_name[n], panel))
-                for i, n in enumerate(names)]
+    handles = [Line2D([], [], color="0.15", linestyle=_DASHES[i % 4],
+                      label=_suffix(by_name[n], panel))
+               for i, n in enumerate(names)]
     handles += [Line2D([], [], color=_CAP_STYLE[0], linestyle=_CAP_STYLE[1],
                        label=_suffix(l, panel)) for l in
                 dict((l.name, l) for l in lines
                      if l.name.endswith("cap")).values()]
-  if handles:
-    ax.legend(handles=handles, fontsize=8 if len(handles) <= 5 else 7,
-              ncol=1 if len(handles) <= 5 else 2, loc="best",
-              framealpha=0.85)
+    ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.85)
   values = np.concatenate([l.values[np.isfinite(l.values)] for l in lines])
   log = bool(values.size and values.min() > 0
              and values.max() / values.min() >= 100)
@@ -349,23 +349,49 @@ def _draw_panel(ax, panel, lines):
   ax.grid(True, alpha=0.3)
 
 
-def plot_group(path, title, panels):
+def series_colours(lines):
+  """{(run, variant): colour} in the order `lines` name them."""
+  palette = _palette()
+  series = dict.fromkeys((l.run, l.variant) for l in lines)
+  return {s: palette[i % len(palette)] for i, s in enumerate(series)}
+
+
+def plot_group(path, title, panels, colours=None):
   """One PNG of `panels` ({panel: [Line]}), small multiples in rows of
-  three; returns the figure."""
+  three, a colour per (run, variant) (`colours`, default
+  `series_colours` of the panels) named once under the title; returns the
+  figure."""
+  from matplotlib.lines import Line2D
+  lines_shown = [l for lines in panels.values() for l in lines]
+  colours = colours or series_colours(lines_shown)
+  series = [s for s in colours if s in {(l.run, l.variant)
+                                        for l in lines_shown}]
   n = len(panels)
   cols = min(_PANEL_COLUMNS, n)
   rows = math.ceil(n / cols)
-  width, height = 5.2 * cols, 3.6 * rows + 0.7
+  legend_columns = min(len(series), 2 * cols + 1)
+  legend_rows = math.ceil(len(series) / legend_columns) if len(series) > 1 \
+      else 0
+  top = 0.75 + 0.28 * legend_rows  # inches above the panels
+  width, height = 5.2 * cols, 3.6 * rows + 0.2 + top
   figure = _pyplot_free_figure(figsize=(width, height), dpi=100)
   # Fixed margins in inches (a layout engine costs as much as the drawing).
   axes = figure.subplots(rows, cols, squeeze=False, gridspec_kw=dict(
       left=0.85 / width, right=1 - 0.2 / width, bottom=0.55 / height,
-      top=1 - 0.75 / height, wspace=0.32, hspace=0.5))
+      top=1 - top / height, wspace=0.32, hspace=0.5))
   for ax, (panel, lines) in zip(axes.flat, panels.items()):
-    _draw_panel(ax, panel, lines)
+    _draw_panel(ax, panel, lines, colours)
   for ax in axes.flat[n:]:
     ax.set_visible(False)
   figure.suptitle(title, fontsize=13, y=1 - 0.12 / height, va="top")
+  if legend_rows:
+    marker = dict(marker="o", markersize=4)
+    figure.legend(
+        handles=[Line2D([], [], color=colours[s], linewidth=2,
+                        label=_series_label(*s, series), **marker)
+                 for s in series],
+        loc="upper center", bbox_to_anchor=(0.5, 1 - 0.42 / height),
+        ncol=legend_columns, fontsize=10, frameon=False)
   figure.savefig(path)
   return figure
 
@@ -570,9 +596,13 @@ def write_report(workdirs, out=None, self_contained=False):
                         "report_" + "_vs_".join(_label(w) for w in workdirs)))
   os.makedirs(out, exist_ok=True)
   figures = collections.OrderedDict()
-  for group, panels in lines_by_panel(runs).items():
+  groups = lines_by_panel(runs)
+  # One colour per (run, variant) in every figure of the report.
+  colours = series_colours([l for panels in groups.values()
+                            for lines in panels.values() for l in lines])
+  for group, panels in groups.items():
     path = os.path.join(out, f"{re.sub(r'[^A-Za-z0-9_.-]', '_', group)}.png")
-    plot_group(path, _figure_title(group, runs), panels)
+    plot_group(path, _figure_title(group, runs), panels, colours)
     figures[group] = (path, panels)
   path = os.path.join(out, REPORT_NAME)
   with open(path, "w") as f:

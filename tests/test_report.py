@@ -150,7 +150,7 @@ def test_grouping_by_prefix_variants_and_the_stop_fraction(tmp_path):
   scales = {ax.get_title(): ax.get_yscale() for ax in figure.axes
             if ax.get_visible()}
   assert scales == {"train_loss": "log", "train_accuracy": "linear"}
-  legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+  legend = [t.get_text() for t in figure.legends[0].get_texts()]
   assert legend == ["baseline", "icl"]
 
 
@@ -176,8 +176,13 @@ def test_side_by_side_report_of_two_runs(tmp_path):
   groups = report.lines_by_panel([report.load_run(a), report.load_run(b)])
   figure = report.plot_group(str(tmp_path / "train.png"), "train",
                              groups["train"])
-  legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+  legend = [t.get_text() for t in figure.legends[0].get_texts()]
   assert legend == ["a, baseline", "a, icl", "b, baseline", "b, icl"]
+  # The panel's own legend names its metrics' line styles.
+  steps = report.plot_group(str(tmp_path / "synthesis.png"), "synthesis",
+                            groups["synthesis"])
+  assert [t.get_text() for t in steps.axes[0].get_legend().get_texts()] == [
+      "mean", "max", "cap"]
 
 
 def test_a_workdir_without_records_is_refused(tmp_path):
