@@ -124,8 +124,17 @@ def load_run(workdir, label=None):
     series.sort()
   return Run(label=label or _label(workdir), workdir=workdir, rounds=rounds,
              metrics=metrics, results=results,
-             launches=_read_jsonl(os.path.join(workdir, "launches.jsonl")),
+             launches=_launches(workdir),
              round_samples=dict(round_samples), other_samples=other_samples)
+
+
+def _launches(workdir):
+  """launches.jsonl's launches, the end record of each superseding its
+  start record (same "started")."""
+  by_start = {}
+  for row in _read_jsonl(os.path.join(workdir, "launches.jsonl")):
+    by_start[row.get("started"), row.get("device_kind")] = row
+  return list(by_start.values())
 
 
 def _label(workdir):
@@ -469,7 +478,9 @@ def _launch_rows(run):
   rows = []
   for launch in run.launches:
     first, last = launch.get("first_round"), launch.get("last_round")
-    trained = f"{first}–{last}" if first is not None else "none"
+    trained = (f"{first}–{last}" if first is not None else "none"
+               if "ended" in launch else "no end recorded (running, or "
+               "killed)")
     wall = launch.get("wall_seconds")
     rows.append([launch.get("started", "?"), trained,
                  f"{wall:.1f}" if isinstance(wall, (int, float)) else "–",
@@ -550,6 +561,9 @@ def build_markdown(runs, out, figures, self_contained=False):
                       [[f"`{k}`"] + [_fmt(_last(r.metrics[k])) if k in
                                      r.metrics else "–" for r in runs]
                        for k in keys])
+    plotted = {l.key for _, panels in figures.values()
+               for ls in panels.values() for l in ls}
+    constant = {k: v for k, v in constant.items() if k not in plotted}
     if constant:
       lines += ["Not plotted, the same in every round: " + ", ".join(
           f"`{k}` = {_fmt(v)}" for k, v in constant.items()) + ".", ""]

@@ -157,7 +157,8 @@ def test_tiny_run_ends_with_its_report(trained):
     assert Image.open(os.path.join(out, name)).size[0] >= 400
   assert "![samples round 2](../samples/round_002.png)" in text
   with open(os.path.join(workdir, "launches.jsonl")) as f:
-    launch = json.loads(f.readline())
+    start, launch = map(json.loads, f)  # at the start, at the end
+  assert start["started"] == launch["started"] and "ended" not in start
   assert (launch["trainer"], launch["first_round"], launch["last_round"],
           launch["device_count"]) == ("igm", 1, 2, jax.device_count())
   assert launch["wall_seconds"] > 0

@@ -63,12 +63,13 @@ def _write_run(workdir, seed=0, with_eval=True, torn=False):
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f)
   with open(os.path.join(workdir, harness.LAUNCHES_NAME), "w") as f:
-    for first, last in ((1, 4), (5, ROUNDS)):
-      f.write(json.dumps({"started": "2026-12-03T10:00:00+00:00",
-                          "trainer": "icl", "backend": "cpu",
-                          "device_kind": "cpu", "device_count": 1,
-                          "process_count": 1, "first_round": first,
-                          "last_round": last, "wall_seconds": 12.5}) + "\n")
+    for hour, (first, last) in ((10, (1, 4)), (11, (5, ROUNDS))):
+      start = {"started": f"2026-12-03T{hour}:00:00+00:00", "trainer": "icl",
+               "backend": "cpu", "device_kind": "cpu", "device_count": 1,
+               "process_count": 1, "first_round": None, "last_round": None}
+      f.write(json.dumps(start) + "\n")  # what the start records
+      f.write(json.dumps({**start, "first_round": first, "last_round": last,
+                          "ended": "later", "wall_seconds": 12.5}) + "\n")
   for t in range(1, ROUNDS + 1):
     for v in ("baseline", "icl"):
       save_png(os.path.join(workdir, "samples", f"{v}_round_{t:03d}.png"),
@@ -123,6 +124,7 @@ def test_report_of_one_run_plots_every_metric_and_links_existing_files(
   # Constants are named, not plotted; the launches' devices are in a table.
   assert "`baseline/train_steps` = 100" in text
   assert "| 1–4 | 12.5 | 1 × cpu (cpu) | 1 |" in text
+  assert "| 5–10 | 12.5 |" in text and "no end recorded" not in text
 
 
 def test_grouping_by_prefix_variants_and_the_stop_fraction(tmp_path):

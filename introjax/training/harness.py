@@ -20,10 +20,11 @@ command line also --config.profile_steps, the same key): round
 N runs under the JAX profiler and its trace lands in <workdir>/profile, for
 TensorBoard's profile plugin or xprof.
 
-Every launch of the loop appends one line to <workdir>/launches.jsonl: when
-it started and ended, the rounds it trained, its wall time and the devices
-it ran on (kind, count, processes, backend), so a report can say what a
-resumed run's rounds ran on.
+Every launch of the loop appends a line to <workdir>/launches.jsonl when it
+starts (the devices it runs on: kind, count, processes, backend) and again
+when it ends (the rounds it trained, its wall time); the later line of the
+same start supersedes the first. A report can say what a resumed run's
+rounds ran on.
 """
 import contextlib
 import datetime
@@ -181,6 +182,7 @@ def _run_rounds(trainer, config, workdir):
             **device_facts(), "first_round": None,
             "last_round": None, "rounds": config.rounds}
   began = time.perf_counter()
+  record_launch(workdir, launch)  # so a report of a run in progress has it
   try:
     return _train_rounds(trainer, config, workdir, launch)
   finally:
