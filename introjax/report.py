@@ -462,8 +462,10 @@ def _samples_lines(run, out, self_contained):
     picked = _picked(items)
     shown = (f"{len(picked)} of {len(items)} rounds" if len(picked) <
              len(items) else f"{len(items)} round(s)")
+    folder = os.path.dirname(items[0][1])
     lines += [f"**{series or 'samples'}** ({shown}; every round is in "
-              f"`{_relative(os.path.dirname(items[0][1]), out)}/`)", ""]
+              f"`{folder if self_contained else _relative(folder, out)}/`)",
+              ""]
     lines += _table([f"round {t}" for t, _ in picked],
                     [[f"![{series or 'samples'} round {t}]({_image_link(p, out, copy_to)})"
                       for t, p in picked]])
