@@ -12,6 +12,8 @@ adds what is missing and keeps what the file set:
   eval.every_rounds    per_round runs every N rounds (and the last)
   eval.inception_*     the fid evaluator's settings: it needs
                        `eval.inception_weights` to name the weights file
+  log.report           every trainer: write <workdir>/report (report.md and
+                       its plots, introjax/report.py) when the run ends
 """
 import ml_collections
 
@@ -37,4 +39,8 @@ def complete(c):
   for key, value in evaluation().items():
     if key not in c.eval:
       c.eval[key] = value
+  if "log" not in c:
+    c.log = ml_collections.ConfigDict()
+  if "report" not in c.log:
+    c.log.report = True
   return c

@@ -97,11 +97,11 @@ def test_shown_overrides_follow_the_configs_they_speak_of():
 
 # Overrides the README offers for every run (bf16 "any trainer", profiling
 # in "Launching elsewhere", the evaluators and FID's settings, which any
-# member may name), so every config must take them.
+# member may name, the end-of-run report), so every config must take them.
 _EVERY_CONFIG = ("dtype", "profile_round", "seed", "rounds",
                  "eval.per_round", "eval.final", "eval.every_rounds",
                  "eval.inception_weights", "eval.inception_splits",
-                 "eval.inception_batch")
+                 "eval.inception_batch", "log.report")
 
 
 @pytest.mark.parametrize("name", sorted(

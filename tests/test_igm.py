@@ -58,8 +58,9 @@ def _rms(a, b):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-  """A finished 2-round tiny IGM run."""
+  """A finished 2-round tiny IGM run (with its end-of-run report)."""
   config = load_config("igm_texture.py:tiny")
+  config.log.report = True
   workdir = str(tmp_path_factory.mktemp("igm"))
   state = train_and_evaluate(config, workdir)
   return config, workdir, state
@@ -137,6 +138,30 @@ def test_tiny_run_learns_and_writes_its_outputs(trained, model):
   final = Image.open(os.path.join(workdir, "samples", "final_32x32.png"))
   assert final.size == (32, 32)
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+
+
+def test_tiny_run_ends_with_its_report(trained):
+  _, workdir, _ = trained
+  out = os.path.join(workdir, "report")
+  text = open(os.path.join(out, "report.md")).read()
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rounds = [json.loads(line) for line in f]
+  for key in rounds[-1]:
+    if key != "round":
+      assert f"`{key}`" in text, key
+  # The critic's mean logits on positives and negatives are logged, on
+  # either side of 0 once it separates them.
+  for r in rounds:
+    assert r["train_logit_positive"] > 0 > r["train_logit_negative"]
+  for name in ("train.png", "synthesis.png", "timings.png"):
+    assert Image.open(os.path.join(out, name)).size[0] >= 400
+  assert "![samples round 2](../samples/round_002.png)" in text
+  with open(os.path.join(workdir, "launches.jsonl")) as f:
+    start, launch = map(json.loads, f)  # at the start, at the end
+  assert start["started"] == launch["started"] and "ended" not in start
+  assert (launch["trainer"], launch["first_round"], launch["last_round"],
+          launch["device_count"]) == ("igm", 1, 2, jax.device_count())
+  assert launch["wall_seconds"] > 0
 
 
 def test_igm_single_keeps_one_critic(tmp_path, tiny_config):

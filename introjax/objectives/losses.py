@@ -64,7 +64,10 @@ class BCELoss:
     logits = critic_fn(x)
     half = x.shape[0] // 2
     pos, neg = logits[:half], logits[half:]
-    return bce_loss(pos, neg), {"accuracy": binary_accuracy(pos, neg)}
+    # The mean logits on each side: how far apart the critic holds them.
+    return bce_loss(pos, neg), {"accuracy": binary_accuracy(pos, neg),
+                                "logit_positive": pos.mean(),
+                                "logit_negative": neg.mean()}
 
   def culprit(self, metrics):
     del metrics

@@ -19,8 +19,17 @@ Every trainer also gets `profile_round` (config.profile_round, 0: off; on the
 command line also --config.profile_steps, the same key): round
 N runs under the JAX profiler and its trace lands in <workdir>/profile, for
 TensorBoard's profile plugin or xprof.
+
+Every launch of the loop appends a line to <workdir>/launches.jsonl when it
+starts (the devices it runs on: kind, count, processes, backend) and again
+when it ends (the rounds it trained, its wall time); the later line of the
+same start supersedes the first. A report can say what a resumed run's
+rounds ran on.
 """
 import contextlib
+import datetime
+import functools
+import inspect
 import json
 import os
 import time
@@ -29,6 +38,7 @@ from absl import logging
 import jax
 
 from introjax import checkpoint as ckpt_lib
+from introjax import report as report_lib
 from introjax import workdir_lock
 from introjax.errors import WorkdirError
 from introjax.metrics import MetricWriter
@@ -73,12 +83,72 @@ def write_results(workdir, results, markdown=None):
                                                                 indent=2))
 
 
+def write_report(workdir):
+  """<workdir>/report (introjax/report.py) on process 0; a report that
+  cannot be written is a warning: the run it describes is already saved."""
+  if jax.process_index() != 0:
+    return None
+  try:
+    path = report_lib.write_report(workdir)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning("The run is saved but its report is not (%s: %s); "
+                    "retry with python -m introjax.report --workdir=%s.",
+                    type(e).__name__, e, workdir)
+    return None
+  logging.info("Report in %s", path)
+  return path
+
+
+def reports(train):
+  """`train(..., config, workdir, ...)` that writes the workdir's report
+  when it returns (unless config.log.report is False): the one place every
+  member's run ends."""
+  signature = inspect.signature(train)
+
+  @functools.wraps(train)
+  def train_and_report(*args, **kwargs):
+    out = train(*args, **kwargs)
+    named = signature.bind(*args, **kwargs).arguments
+    if named["config"].get("log", {}).get("report", True):
+      write_report(named["workdir"])
+    return out
+
+  return train_and_report
+
+
 def samples_dir(workdir):
   return os.path.join(workdir, "samples")
 
 
 def profile_dir(workdir):
   return os.path.join(workdir, "profile")
+
+
+LAUNCHES_NAME = "launches.jsonl"
+
+
+def _now():
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec="seconds")
+
+
+def device_facts():
+  """What this process's JAX runs on: backend, device kind and counts."""
+  devices = jax.devices()
+  return {"backend": jax.default_backend(),
+          "device_kind": devices[0].device_kind,
+          "device_count": len(devices),
+          "process_count": jax.process_count(),
+          "jax_version": jax.__version__}
+
+
+def record_launch(workdir, launch):
+  """Appends `launch` (JSON-safe) to <workdir>/launches.jsonl; process 0
+  writes."""
+  if jax.process_index() != 0:
+    return
+  with open(os.path.join(workdir, LAUNCHES_NAME), "a") as f:
+    f.write(json.dumps(launch) + "\n")
 
 
 def _profiled(workdir, enabled):
@@ -108,6 +178,19 @@ def run_rounds(trainer, config, workdir):
 
 
 def _run_rounds(trainer, config, workdir):
+  launch = {"started": _now(), "trainer": config.get("trainer"),
+            **device_facts(), "first_round": None,
+            "last_round": None, "rounds": config.rounds}
+  began = time.perf_counter()
+  record_launch(workdir, launch)  # so a report of a run in progress has it
+  try:
+    return _train_rounds(trainer, config, workdir, launch)
+  finally:
+    record_launch(workdir, {**launch, "ended": _now(),
+                            "wall_seconds": time.perf_counter() - began})
+
+
+def _train_rounds(trainer, config, workdir, launch):
   profile_round = config.get("profile_round", 0)
   config_dict = json.loads(config.to_json())
   checkpoints = ckpt_lib.Checkpointer(workdir)
@@ -147,6 +230,8 @@ def _run_rounds(trainer, config, workdir):
           jax.block_until_ready(state)
       seconds = time.perf_counter() - began
       writer.write(t, {**metrics, "round_seconds": seconds})
+      launch["first_round"] = launch["first_round"] or t
+      launch["last_round"] = t
       logging.info("%s", trainer.progress(t, config.rounds, metrics, seconds))
   finally:
     checkpoints.close()

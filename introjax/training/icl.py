@@ -550,6 +550,7 @@ def results_markdown(config, dataset_name, final):
   return "\n".join(lines)
 
 
+@harness.reports
 def train_and_evaluate(config, workdir):
   """Trains every variant of `config.icl.variants`, resuming from `workdir`,
   then writes results.json and results.md there (what eval.final names: by

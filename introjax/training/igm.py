@@ -582,6 +582,7 @@ def progress_line(round_index, rounds, m, seconds):
           f"{m['synthesis_logit_end']:+.2f}{swd} | {seconds:.1f} s")
 
 
+@harness.reports
 def train_texture(trainer_cls, config, workdir):
   """Trains the texture member `trainer_cls` per `config`, resuming from
   `workdir`, then writes the final texture at `generate.size` from p0."""

@@ -543,6 +543,7 @@ def write_grids(trainer, state, prefix, num, key):
   return paths
 
 
+@harness.reports
 def train_and_evaluate(config, workdir, trainer=None):
   """Trains IntroVAE (or Soft-IntroVAE) per `config`, resuming from
   `workdir`; writes results.json with the final evaluation. `trainer`: one

@@ -631,6 +631,7 @@ def results_markdown(config, dataset_name, final):
   return "\n".join(lines)
 
 
+@harness.reports
 def train_and_evaluate(config, workdir):
   """Trains every variant of `config.stic.variants`, resuming from
   `workdir`, then writes results.json / results.md there; returns (state,
