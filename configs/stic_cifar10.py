@@ -28,6 +28,11 @@ def get_config(variant=""):
   c.model.depth = 28
   c.model.widen = 10
   c.stic.steps_per_pass = 5000
+  # Attentive-STIC: 12×12 glimpses of 32×32 images, a 4×4 decoder start.
+  c.stic.attentive.glimpse = 12
+  c.stic.attentive.glimpses = 8
+  c.stic.attentive.hidden = 256
+  c.stic.attentive.decoder_features = (256, 128, 64)
   c.stic.chains_per_class = 50
   c.stic.mixup_chains = 250
   c.stic.gram_layers = tuple(f"conv{i}" for i in range(21, 29))

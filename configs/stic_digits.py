@@ -13,7 +13,8 @@ and Cls_G). The MNIST and CIFAR-10 configs start from this one. Variants:
   tiny     a few steps, for tests
 Useful overrides: --config.stic.sampler=sgld (JEM's SGLD on the same chains),
 --config.synthesis.metropolis=True (MALA with the Metropolis–Hastings test),
---config.stic.variants="('stic',)", --config.seed=1.
+--config.stic.variants="('stic',)", --config.seed=1; the §5 variants:
+--config.stic.variants="('stic','score_stic','attentive_stic')".
 """
 import ml_collections
 
@@ -58,6 +59,21 @@ def get_config(variant=""):
   c.stic.gram_layers = ("conv0",)  # see the README: a 2×2 map's Gram copies its image
   c.stic.gram_weight = 3.0       # ε2 / ε1 (on relative Gram distances)
   c.stic.references_per_class = 10   # real images saved for introjax.sample
+  # Score-STIC (stic.variants "score_stic", STIC §5)
+  c.stic.score = ml_collections.ConfigDict()
+  c.stic.score.weight = 0.01     # the score-matching regulariser's weight
+  c.stic.score.trace = "hutchinson"   # tr ∇ₓs: hutchinson | exact (D passes)
+  c.stic.score.projections = 1   # Hutchinson probes per image
+  c.stic.score.data_noise = 0.1  # σ of the noise on x in it (0: as written)
+  c.stic.score.guidance = 0.05   # s(x)'s weight in the chains: ε1·0.05 ≈ σ²/2
+  # Attentive-STIC (stic.variants "attentive_stic", STIC §5)
+  c.stic.attentive = ml_collections.ConfigDict()
+  c.stic.attentive.glimpse = 4   # N: an N × N DRAW glimpse (≤ the image)
+  c.stic.attentive.glimpses = 4  # glimpses the LSTM encoder reads
+  c.stic.attentive.hidden = 64   # LSTM width = the features f
+  c.stic.attentive.decoder_features = (64, 32)   # DCGAN decoder widths
+  c.stic.attentive.reconstruction_weight = 1.0
+  c.stic.attentive.gram_weight = 1.0   # GRMALA's Gram term on f
 
   c.p0 = ml_collections.ConfigDict()
   c.p0.name = "uniform"          # chains (re)start from U[-1, 1]
@@ -105,6 +121,10 @@ def get_config(variant=""):
     c.stic.chains_per_class = 2
     c.stic.mixup_chains = 4
     c.stic.references_per_class = 2
+    c.stic.attentive.glimpse = 3
+    c.stic.attentive.glimpses = 2
+    c.stic.attentive.hidden = 16
+    c.stic.attentive.decoder_features = (16, 8)
     c.train.batch_size = 16
     c.synthesis.max_steps = 5
     c.data.max_train = 400

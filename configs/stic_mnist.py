@@ -26,6 +26,11 @@ def get_config(variant=""):
   # 28 → 14 → 7 → 4 → 2: the Gram terms read the 7×7 and 4×4 maps.
   c.stic.gram_layers = ("conv1", "conv2")
   c.stic.steps_per_pass = 5000
+  # Attentive-STIC: 12×12 glimpses of the 28×28 digits, a 7×7 decoder start.
+  c.stic.attentive.glimpse = 12
+  c.stic.attentive.glimpses = 6
+  c.stic.attentive.hidden = 128
+  c.stic.attentive.decoder_features = (128, 64)
   c.eval.judge_steps = 1000
   if variant == "cpu":
     c.data.max_train = 2000

@@ -65,7 +65,8 @@ _CRITICS = flags.DEFINE_integer("critics", None, "Use only the cascade's "
 _CLASS = flags.DEFINE_integer("class_label", None, "STIC: the class to draw "
                               "(default: every class, a row each).")
 _VARIANT = flags.DEFINE_string("variant", "stic", "STIC: which of the run's "
-                               "classifiers (stic, stic_erm, erm).")
+                               "classifiers (stic, stic_erm, erm, score_stic, "
+                               "attentive_stic).")
 _SAMPLE_STEPS = flags.DEFINE_integer("steps", None, "STIC: sampler steps "
                                      "(default: the config's "
                                      "synthesis.max_steps).")
@@ -86,7 +87,8 @@ def sample_stic(workdir):
   steps = _SAMPLE_STEPS.value or model.settings.max_steps
   images, _ = model.sample_classes(params[_VARIANT.value], references,
                                    classes, _NUM.value, steps,
-                                   jax.random.PRNGKey(_SEED.value))
+                                   jax.random.PRNGKey(_SEED.value),
+                                   variant=_VARIANT.value)
   which = "all" if _CLASS.value is None else f"class{_CLASS.value}"
   out = _OUT.value or os.path.join(
       harness.samples_dir(workdir),

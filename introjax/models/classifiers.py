@@ -163,6 +163,30 @@ class WideResNet(nn.Module):
     return float32_logits(x, self.num_outputs, "logits")
 
 
+class ScoreClassifier(nn.Module):
+  """Score-STIC's network (STIC §5): the classifier `trunk`, built with an
+  output of the input's size, is the score s(x) ≈ ∇ₓ log p(x) (Song &
+  Ermon's criterion for a score network), "followed by softmax
+  classification": a Dense layer from s(x) to `num_outputs` logits.
+  `score` gives s(x) shaped like x; the trunk's convolutions keep their
+  names under "trunk/" (conv0 … resolve to them)."""
+  trunk: nn.Module
+  num_outputs: int
+
+  def setup(self):
+    self.head = nn.Dense(self.num_outputs, dtype=jnp.float32, name="logits")
+
+  def score(self, x):
+    return self.trunk(x).reshape(x.shape).astype(jnp.float32)
+
+  def score_and_logits(self, x):
+    s = self.score(x)
+    return s, self.head(s.reshape(s.shape[0], -1))
+
+  def __call__(self, x):
+    return self.score_and_logits(x)[1]
+
+
 CLASSIFIERS = ("icl_conv", "resnet32", "wrn")
 
 

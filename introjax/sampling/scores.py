@@ -16,6 +16,8 @@ direction is what the step rule moves along.
                        weight times the (relative) Gram-matrix distance of
                        the named layers to a reference image's
     target_logit       JEM's class-conditional energy: Σ_k y_k f_k(x)
+    plus_learned_score Score-STIC: any of these with a learned score
+                       s(x) ≈ ∇ log p(x) added to its direction
 """
 import jax
 import jax.numpy as jnp
@@ -157,3 +159,15 @@ def target_logit(logits_fn, targets):
     grad, u = jax.grad(objective, has_aux=True)(x)
     return u[:, None], grad
   return score_and_grad
+
+
+def plus_learned_score(score_and_grad, learned_score, weight=1.0):
+  """Score-STIC's sampler direction: `score_and_grad`'s plus `weight` ·
+  s(x), `learned_score(x) -> like x` the network's input-shaped output.
+  With u = log p(y|x) (gram_regularised), ∇u + s ≈ ∇ log p(y|x) + ∇ log p(x)
+  = ∇ log p(x|y): the product of experts that STIC eq. 2 drops for want of
+  a model of p(x). The scores stay u's (there is no log p(x) to add)."""
+  def combined(x, key):
+    u, direction = score_and_grad(x, key)
+    return u, direction + weight * learned_score(x).astype(direction.dtype)
+  return combined

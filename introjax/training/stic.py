@@ -28,6 +28,16 @@ The variants train from the same initial weights on the same real batches:
             network's fake output is unused); no synthesis
   stic_erm  STIC without VRM: real + fakes, class chains only
   stic      STIC: real + mixup + fakes, class and mixup chains
+  score_stic      Score-STIC (§5): stic on a network whose input-shaped
+                  output s(x) is a learned score, with the score-matching
+                  regulariser; chains move along s(x) + ∇u(x)
+  attentive_stic  Attentive-STIC (§5): stic on a DRAW reader + LSTM
+                  encoder's features; GRMALA runs on the features and a
+                  DCGAN decoder draws the images
+
+(training/stic_networks.py: the network each variant trains. The two §5
+variants have their own networks, so they share the batches and chains'
+draws but not the initial weights of the first three.)
 
 `stic.sampler="sgld"` swaps GRMALA for JEM's SGLD on the class-conditional
 energy f(x)[y] (step 1, noise 0.01, no Gram term) on the same chains, so
@@ -60,16 +70,16 @@ from introjax.errors import ConfigError, NonFiniteError
 from introjax.eval import evaluators
 from introjax.eval import robustness
 from introjax.eval.images import center_crop, readable_scale, save_grid
-from introjax.models import classifiers
+from introjax.objectives import score_matching
 from introjax.objectives import vrm
 from introjax.sampling import p0 as p0_lib
-from introjax.sampling import scores
 from introjax.sampling import stopping
 from introjax.sampling.ascent import AscentSettings, ascend, summarize
 from introjax.training import fit
 from introjax.training import harness
+from introjax.training import stic_networks
 
-VARIANTS = ("erm", "stic_erm", "stic")
+VARIANTS = ("erm", "stic_erm", "stic", "score_stic", "attentive_stic")
 SAMPLERS = ("grmala", "sgld")
 _EVAL_STREAM = 0xE7A1
 _INTERPOLATION_STREAM = 0x1E2B
@@ -78,6 +88,9 @@ _INTERPOLATION_STREAM = 0x1E2B
 STATE_KEYS = ("stic.variants", "stic.chains_per_class", "stic.mixup_chains",
               "stic.references_per_class", "train.optimizer",
               "train.weight_decay")
+# ... and Attentive-STIC's network shape, when it is one of the variants.
+ATTENTIVE_KEYS = ("stic.attentive.glimpse", "stic.attentive.glimpses",
+                  "stic.attentive.hidden", "stic.attentive.decoder_features")
 
 
 @struct.dataclass
@@ -97,7 +110,7 @@ class VariantState:
 
 
 def uses_mixup(variant):
-  return variant == "stic"
+  return variant in ("stic", "score_stic", "attentive_stic")
 
 
 def synthesises(variant):
@@ -123,17 +136,12 @@ class SynthesizeItClassifier:
     else:
       self.image_shape = train_set.images.shape[1:]
       self.k = train_set.num_classes
-    self.network = classifiers.build_classifier(config.model, self.k + 1,
-                                                config.dtype)
-    self._apply = classifiers.classifier_logits(self.network)
     self.sampler = stic.sampler
-    self.gram_weight = stic.gram_weight if self.sampler == "grmala" else 0.0
-    self.gram_paths = ()
-    if self.gram_weight:
-      self.gram_paths = classifiers.resolve_conv_names(
-          self.network, self.image_shape, stic.gram_layers,
-          "stic.gram_layers")
-    self._taps = classifiers.feature_taps(self.network, self.gram_paths)
+    kinds = {stic_networks.NETWORK_OF[v] for v in self.variants}
+    built = {kind: stic_networks.build(kind, config, self.k, self.image_shape)
+             for kind in sorted(kinds)}
+    self.networks = {v: built[stic_networks.NETWORK_OF[v]]
+                     for v in self.variants}
     self.num_chains = {v: self._chain_count(v) for v in self.variants}
     # PNGs show small images (the 8×8 digits) enlarged to 32 pixels.
     self.display_scale = readable_scale(min(self.image_shape[:2]))
@@ -144,7 +152,8 @@ class SynthesizeItClassifier:
     self.p0 = p0_lib.build(config.p0.name, field="p0.name",
                            std=config.p0.get("std", 0.3))
     self.base_key = jax.random.PRNGKey(config.seed)
-    self._refine = jax.jit(self._refine_fn, static_argnames=("max_steps",))
+    self._refine = jax.jit(self._refine_fn,
+                           static_argnames=("max_steps", "variant"))
     self.tx = optim.make_optimizer(config.train)
     if shapes is not None:
       return
@@ -176,7 +185,8 @@ class SynthesizeItClassifier:
     self.blank = p0_lib.build("blank")
     self._train = jax.jit(self._train_fn, donate_argnums=(0, 1),
                           static_argnames=("variant",))
-    self._synthesize = jax.jit(self._synthesize_fn, donate_argnums=(1,))
+    self._synthesize = jax.jit(self._synthesize_fn, donate_argnums=(1,),
+                               static_argnames=("variant",))
 
   def _reference_bank(self, per_class):
     """(K, per_class, H, W, C) real images in [-1, 1], the first of each
@@ -219,25 +229,36 @@ class SynthesizeItClassifier:
                                              cursor=rep),
                   first=batch, second=batch, lam=batch)
 
+  @property
+  def state_keys(self):
+    return STATE_KEYS + (ATTENTIVE_KEYS if "attentive_stic" in self.variants
+                         else ())
+
   def init_state(self):
-    """Every variant starts from the same weights."""
+    """Variants on the same network start from the same weights."""
     key = jax.random.fold_in(self.base_key, 0)
-    params = jax.device_put(
-        classifiers.init_classifier(self.network, key, self.image_shape),
-        self._replicated)
+    initial = {}
+    for v in self.variants:
+      kind = stic_networks.NETWORK_OF[v]
+      if kind not in initial:
+        initial[kind] = jax.device_put(self.networks[v].init(key),
+                                       self._replicated)
     fresh = lambda tree: jax.tree.map(jnp.copy, tree)
+    params = {v: initial[stic_networks.NETWORK_OF[v]] for v in self.variants}
     return {v: VariantState(
-        params=fresh(params),
-        opt_state=jax.device_put(self.tx.init(fresh(params)),
+        params=fresh(params[v]),
+        opt_state=jax.device_put(self.tx.init(fresh(params[v])),
                                  self._replicated),
         chains=jax.device_put(self._empty_chains(v), self._chains_sharding()))
             for v in self.variants}
 
   # Classification step ----------------------------------------------------
 
-  def real_logits(self, params, x):
-    """The K real classes' logits: prediction, test error and FGSM."""
-    return self._apply(params, x)[:, :self.k]
+  def real_logits(self, variant):
+    """`params, x ->` the K real classes' logits of `variant`'s network:
+    prediction, test error and FGSM."""
+    network = self.networks[variant]
+    return lambda params, x: network.logits(params, x)[:, :self.k]
 
   def _batch_of(self, variant, train_data, chains, key):
     """STIC eq. 5's batch {x, targets, weight, labels}: B real images, for
@@ -277,9 +298,18 @@ class SynthesizeItClassifier:
     """`stic.steps_per_pass` steps of the fit loop; returns the parameters,
     optimiser state and the steps' mean loss, accuracy and fake detection."""
 
+    network = self.networks[variant]
+    b = self.config.train.batch_size
+
     def step_loss(params, key):
-      batch = self._batch_of(variant, train_data, chains, key)
-      return self.loss(functools.partial(self._apply, params), batch, key)
+      k_batch, k_reg = jax.random.split(key)
+      batch = self._batch_of(variant, train_data, chains, k_batch)
+      loss, aux = self.loss(functools.partial(network.logits, params), batch,
+                            k_batch)
+      # The first B rows are the real images: the variant's regulariser.
+      extra, extra_aux = network.regulariser(
+          params, batch["x"][:b], batch["targets"][:b], k_reg)
+      return loss + extra, {**aux, **extra_aux}
 
     params, opt_state, run = fit.fit(step_loss, self.tx, params, opt_state,
                                      key, self.config.stic.steps_per_pass)
@@ -299,17 +329,21 @@ class SynthesizeItClassifier:
                (1 - lam[:, None]) * onehot(second))
     return targets, references
 
-  def score_function(self, params, targets, references):
-    """What the chains climb: STIC's gram_regularised log p(y|x), or for
-    sampler "sgld" JEM's energy f(x)[y]."""
-    if self.sampler == "sgld":
-      return scores.target_logit(functools.partial(self._apply, params),
-                                 targets)
-    taps = functools.partial(self._taps, params)
-    reference_grams = ([scores.gram_matrix(f) for f in taps(references)[1]]
-                       if self.gram_weight else [])
-    return scores.gram_regularised(taps, targets, reference_grams,
-                                   self.gram_weight)
+  def score_function(self, params, targets, references, variant="stic"):
+    """What `variant`'s chains climb, in its network's space
+    (stic_networks: gram_regularised log p(y|x), JEM's f(x)[y] for sampler
+    "sgld", plus the learned score for score_stic)."""
+    return self.networks[variant].score_function(params, targets, references)
+
+  def _run_chains(self, params, x0, targets, references, key, settings,
+                  variant):
+    """The sampler from images x0 in `variant`'s space: encode, ascend,
+    decode (pixels for the image classifiers: both are the identity)."""
+    network = self.networks[variant]
+    z, stats = ascend(self.score_function(params, targets, references,
+                                          variant),
+                      network.encode(params, x0), key, self.rule, settings)
+    return network.decode(params, z), stats
 
   def _fresh_conditioning(self, key, n):
     """New (first, second, λ) for every slot: slot s < K·chains_per_class is
@@ -328,7 +362,7 @@ class SynthesizeItClassifier:
     return (jnp.where(is_class, of_class, a), jnp.where(is_class, of_class, b),
             jnp.where(is_class, 1.0, lam))
 
-  def _synthesize_fn(self, params, chains, key, pass_index):
+  def _synthesize_fn(self, params, chains, key, pass_index, variant):
     """Every chain restarts from p0 (and new conditioning) with probability
     p, then all run the sampler; returns the new chains and the stats."""
     n = chains.pool.images.shape[0]
@@ -344,21 +378,22 @@ class SynthesizeItClassifier:
                    chains.pool.images)
     x0 = jax.lax.with_sharding_constraint(x0, self._batch)
     targets, references = self.targets_and_references(first, second, lam)
-    x, stats = ascend(self.score_function(params, targets, references), x0,
-                      k_run, self.rule, self.settings)
+    x, stats = self._run_chains(params, x0, targets, references, k_run,
+                                self.settings, variant)
     pool = pool_lib.write_back(chains.pool, slots, x, pass_index)
     return Chains(pool=pool, first=first, second=second, lam=lam), stats
 
-  def _refine_fn(self, params, x0, targets, references, key, max_steps=None):
+  def _refine_fn(self, params, x0, targets, references, key, max_steps=None,
+                 variant="stic"):
     """The sampler from x0 toward `targets` (the interpolation grid and
     introjax.sample), for `max_steps` (default synthesis.max_steps)."""
     settings = self.settings if max_steps is None else (
         self.settings.replace(max_steps=max_steps))
-    return ascend(self.score_function(params, targets, references), x0, key,
-                  self.rule, settings)
+    return self._run_chains(params, x0, targets, references, key, settings,
+                            variant)
 
   def sample_classes(self, params, references, classes, per_class, steps,
-                     key):
+                     key, variant="stic"):
     """`per_class` new samples of each class in `classes` from p0, each
     with a random reference image of its class from `references` (the
     checkpoint's bank): (images (len(classes)·per_class, …), labels)."""
@@ -369,7 +404,7 @@ class SynthesizeItClassifier:
     x0 = self.p0(k_p0, n, self.image_shape)
     targets = jax.nn.one_hot(classes, self.k + 1)
     x, _ = self._refine(params, x0, targets, references[classes, pick], k_run,
-                        max_steps=steps)
+                        max_steps=steps, variant=variant)
     return parallel.to_host(x), np.asarray(classes)
 
   def interpolation(self, state, variant, classes, steps, key):
@@ -392,7 +427,8 @@ class SynthesizeItClassifier:
                                t.reshape(shape) * b)
     targets = mix(targets_1, targets_2, (-1, 1))
     references = mix(ref_1, ref_2, (-1, 1, 1, 1))
-    refined, _ = self._refine(s.params, x, targets, references, key)
+    refined, _ = self._refine(s.params, x, targets, references, key,
+                              variant=variant)
     return parallel.to_host(x), parallel.to_host(refined)
 
   # Evaluation -------------------------------------------------------------
@@ -418,7 +454,7 @@ class SynthesizeItClassifier:
     return evaluators.Subject(
         generated=generated, generated_labels=labels,
         real=real, real_side=min(self.image_shape[:2]),
-        classifiers={n: (self.real_logits, p)
+        classifiers={n: (self.real_logits(n), p)
                      for n, p in (classifiers_ or {}).items()},
         test_set=(self.test_images, self.test_labels),
         train_set=train, num_classes=self.k,
@@ -445,8 +481,6 @@ class SynthesizeItClassifier:
     return final
 
   # Harness hooks ------------------------------------------------------------
-
-  state_keys = STATE_KEYS
 
   def checkpoint_items(self, state):
     return {"variants": {v: {"params": s.params, "opt_state": s.opt_state,
@@ -562,7 +596,8 @@ class SynthesizeItClassifier:
       m = {k: float(val) for k, val in train_metrics.items()}
       chains = s.chains
       if synthesises(v):
-        chains, stats = self._synthesize(params, chains, k_syn, round_index)
+        chains, stats = self._synthesize(params, chains, k_syn, round_index,
+                                         variant=v)
         m.update(self._synthesis_metrics(stats, v, round_index))
       if evaluators.due(self.config, round_index):
         m.update(evaluators.evaluate(self.config, "per_round",
@@ -608,6 +643,27 @@ def _check_settings(config):
   if stic.gram_weight < 0:
     raise ConfigError(f"stic.gram_weight={stic.gram_weight!r} must be ≥ 0 "
                       "(0: no Gram term).")
+  if "score_stic" in stic.variants:
+    s = stic.score
+    if s.trace not in score_matching.TRACES:
+      raise ConfigError(f"Unknown stic.score.trace={s.trace!r}; use "
+                        f"{' or '.join(map(repr, score_matching.TRACES))}.")
+    if s.projections < 1 or min(s.weight, s.data_noise, s.guidance) < 0:
+      raise ConfigError(
+          f"stic.score.projections={s.projections} must be ≥ 1 and "
+          f"stic.score.weight={s.weight!r}, data_noise={s.data_noise!r} and "
+          f"guidance={s.guidance!r} ≥ 0.")
+    if config.synthesis.metropolis:
+      raise ConfigError(
+          "score_stic cannot take synthesis.metropolis=True: its chains "
+          "follow a learned score s(x) that has no log-density for the "
+          "Metropolis–Hastings test.")
+  if "attentive_stic" in stic.variants:
+    a = stic.attentive
+    if a.reconstruction_weight < 0 or a.gram_weight < 0:
+      raise ConfigError(
+          f"stic.attentive.reconstruction_weight={a.reconstruction_weight!r} "
+          f"and stic.attentive.gram_weight={a.gram_weight!r} must be ≥ 0.")
   if config.synthesis.optimizer != "grmala":
     raise ConfigError(
         f"STIC samples with synthesis.optimizer='grmala' (also for "
