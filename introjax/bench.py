@@ -67,6 +67,8 @@ import time
 from absl import app
 from absl import flags
 
+from introjax import paths
+
 WORKLOADS = ("synthesis", "cascade", "classifier", "class_synthesis",
              "grmala", "stic_classifier")
 PRECISIONS = ("fp32", "bf16")
@@ -804,8 +806,7 @@ def run(workloads, modes=("softmax",), batches=(100,), precisions=("fp32",),
     rows += pair
     print("\n".join(format_table(pair).splitlines()[1:]), flush=True)
   if json_path:
-    with open(json_path, "w") as f:
-      json.dump(rows, f, indent=1)
+    paths.write_text(json_path, json.dumps(rows, indent=1))
   return rows
 
 

@@ -11,6 +11,7 @@ import os
 import orbax.checkpoint as ocp
 
 from introjax import config_utils
+from introjax import paths
 from introjax.errors import ConfigMismatchError
 
 
@@ -18,7 +19,7 @@ class Checkpointer:
   """Rounds saved under `<workdir>/checkpoints/<round>`."""
 
   def __init__(self, workdir, max_to_keep=2):
-    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self.directory = os.path.join(paths.absolute(workdir), "checkpoints")
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,

@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from introjax import cli
+from introjax import paths
 from introjax.errors import UserError
 from introjax.eval import evaluators
 from introjax.eval.images import grid, save_png
@@ -118,16 +119,16 @@ def main(argv):
   rows, real, samples = compare(_WORKDIRS.value, _SIZE.value, _NUM.value,
                                 _SEED.value)
   out = _OUT.value or os.path.join(_WORKDIRS.value[0], "compare")
-  os.makedirs(out, exist_ok=True)
+  paths.makedirs(out)
   save_png(os.path.join(out, "compare.png"), side_by_side([real] + samples))
   table = markdown(rows)
-  with open(os.path.join(out, "compare.md"), "w") as f:
-    f.write(f"{_NUM.value} samples of {_SIZE.value}×{_SIZE.value} per model "
-            f"against as many random crops of the texture (SWD ×10³; "
-            f"compare.png: the crops, then each model left to right).\n\n")
-    f.write(table)
-  with open(os.path.join(out, "compare.json"), "w") as f:
-    json.dump(rows, f, indent=1)
+  paths.write_text(
+      os.path.join(out, "compare.md"),
+      f"{_NUM.value} samples of {_SIZE.value}×{_SIZE.value} per model "
+      f"against as many random crops of the texture (SWD ×10³; "
+      f"compare.png: the crops, then each model left to right).\n\n" + table)
+  paths.write_text(os.path.join(out, "compare.json"),
+                   json.dumps(rows, indent=1))
   print(table, end="")
   logging.info("Wrote %s", out)
 

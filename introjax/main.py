@@ -26,6 +26,7 @@ from ml_collections import config_flags
 
 from introjax import cli
 from introjax import config_utils
+from introjax import paths
 from introjax.errors import UserError
 from introjax.members import MEMBERS
 
@@ -97,6 +98,7 @@ def main(argv):
   if config.trainer not in MEMBERS:
     raise UserError(f"Unknown trainer {config.trainer!r} in the config; the "
                     f"known ones are {', '.join(MEMBERS)}.")
+  paths.path(_WORKDIR.value)  # a gs:// workdir without its client: say so now
   _initialize_distributed()
   MEMBERS[config.trainer].train(config, _WORKDIR.value)
 

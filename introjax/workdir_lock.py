@@ -8,7 +8,17 @@ resumes. The other processes of a multi-host run do not lock: they are the
 same run and share the workdir (one folder all hosts see).
 
 A holder on another host cannot be checked from here; the sentence then
-says which file to delete once that run is known to be over.
+says which file to delete once that run is over.
+
+On Cloud Storage (gs://) the lock is an object, created on the condition
+that no object has its name (paths.create_new), which the service decides
+atomically: of two runs starting together one gets it, as with O_EXCL on a
+local disk. What the object cannot say is whether its holder still lives:
+that is checked, as locally, only on the holder's own host, so a run killed
+on a machine that is gone (a deleted pod) leaves a lock to delete by hand;
+and a lock is not renewed while held, so nothing expires on its own. On
+either store, taking over a dead holder's lock deletes it before creating
+ours: two runs doing that in the same instant could both go on.
 """
 import contextlib
 import json
@@ -18,6 +28,7 @@ import time
 
 import jax
 
+from introjax import paths
 from introjax.errors import WorkdirError
 
 LOCK_NAME = ".lock"
@@ -49,17 +60,14 @@ def _alive(holder):
 
 def _read(path):
   try:
-    with open(path) as f:
-      return json.load(f)
+    return json.loads(paths.read_text(path))
   except (OSError, ValueError):
     return None
 
 
 def _write_new(path, holder):
   """Creates the lock file only if there is none (atomic)."""
-  fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-  with os.fdopen(fd, "w") as f:
-    json.dump(holder, f)
+  paths.create_new(path, json.dumps(holder).encode("utf-8"))
 
 
 @contextlib.contextmanager
@@ -77,6 +85,9 @@ def hold(workdir):
       break
     except FileExistsError:
       holder = _read(path)
+      if holder == me:
+        # Ours: a storage client retried a create that had succeeded.
+        break
       if holder is None:
         # Being written this instant, or torn: look again.
         time.sleep(0.1)
@@ -92,8 +103,7 @@ def hold(workdir):
             f"(pid {holder.get('pid')}); wait for it to finish, stop it, or "
             "use another --workdir.") from None
       # Left by a run that is gone: take it over.
-      with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
+      paths.remove(path)
   else:
     raise WorkdirError(f"Could not take the lock {path}; delete it if no "
                        "run is using this --workdir.")
@@ -101,5 +111,4 @@ def hold(workdir):
     yield
   finally:
     if (_read(path) or {}).get("pid") == me["pid"]:
-      with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
+      paths.remove(path)

@@ -31,6 +31,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 ".."))
+from introjax import paths  # pylint: disable=g-import-not-at-top
 from introjax.eval import summary as summary_lib  # pylint: disable=g-import-not-at-top
 
 
@@ -167,8 +168,7 @@ def main(argv=None):
               file=sys.stderr)
         return code
   text = summary_table(args.config, args.root, points, seeds, extra)
-  with open(os.path.join(args.root, "summary.md"), "w") as f:
-    f.write(text)
+  paths.write_text(os.path.join(args.root, "summary.md"), text)
   print(text)
   return 0
 

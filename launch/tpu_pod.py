@@ -9,7 +9,7 @@ Steps, each one `gcloud compute tpus tpu-vm` command:
   1. create the slice, unless `describe` finds one of that name (then reuse it);
   2. copy this checkout's HEAD to every worker (`git archive` + `scp
      --worker=all`), or with --repo=URL clone it there, and
-     `pip install -e '.[tpu]'` on every worker;
+     `pip install -e '.[tpu,gcs]'` (gcs: the gs:// workdir's client) on every worker;
   3. run ONE `python3 -m introjax.main --config=… --workdir=… [overrides]` on
      all workers at once (`ssh --worker=all`): every worker runs the same
      command and introjax.main joins them with jax.distributed.initialize();
@@ -124,7 +124,7 @@ def plan(args, overrides):
     if args.spot:
       create.append("--spot")
     steps.append(("create", create))
-    install = f'cd {REMOTE_DIR} && python3 -m pip install -q -e ".[tpu]"'
+    install = f'cd {REMOTE_DIR} && python3 -m pip install -q -e ".[tpu,gcs]"'
     if args.repo:
       ref = shlex.quote(args.ref)
       fetch = (f"if [ -d {REMOTE_DIR}/.git ]; then git -C {REMOTE_DIR} fetch "

@@ -58,7 +58,7 @@ def test_dry_run_prints_create_install_run_and_delete(capsys):
   assert "--worker=all" in scp and scp[6] == "intro-pod:introjax_src.tar.gz"
   install, run = _gcloud(commands, "ssh")
   assert "--worker=all" in install and "--worker=all" in run
-  assert 'pip install -q -e ".[tpu]"' in _remote(install)
+  assert 'pip install -q -e ".[tpu,gcs]"' in _remote(install)
 
   expected = shlex.join(
       ["python3", "-m", "introjax.main",

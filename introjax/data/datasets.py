@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from introjax import paths
 from introjax.errors import DataError
 
 SOURCES = ("digits", "npz", "tfds")
@@ -218,10 +219,10 @@ def _npz(path):
   fix = "set --config.data.npz_path to a Keras-layout mnist.npz"
   if not path:
     raise DataError(f"data.source is 'npz' but data.npz_path is empty; {fix}.")
-  if not os.path.isfile(path):
+  if not paths.is_file(path):
     raise DataError(f"The npz file {path!r} does not exist; {fix}.")
   try:
-    with np.load(path, allow_pickle=False) as f:
+    with np.load(paths.readable(path), allow_pickle=False) as f:
       missing = [k for k in _NPZ_KEYS if k not in f.files]
       if missing:
         raise DataError(f"The npz file {path!r} lacks the keys "

@@ -3,10 +3,10 @@
 Every config has a bundled default that needs no network: scikit-image
 ships its sample images inside the package.
 """
-import os
 
 import numpy as np
 
+from introjax import paths
 from introjax.errors import ImageError
 
 # Bundled sample images by name: textures for IGM/WINN, photos for content.
@@ -19,12 +19,12 @@ def _read(source):
   import skimage.io
   if source in BUNDLED:
     return getattr(skimage.data, source)()
-  if not os.path.exists(source):
+  if not paths.exists(source):
     raise ImageError(
         f"Image file {source!r} does not exist; give a readable image path "
         f"or one of the bundled images {', '.join(BUNDLED)}.")
   try:
-    return skimage.io.imread(source)
+    return skimage.io.imread(paths.readable(source))
   except Exception as e:  # pylint: disable=broad-except
     raise ImageError(f"Could not read {source!r} as an image ({e}); use a "
                      "PNG or JPEG file.") from e

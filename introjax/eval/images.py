@@ -1,9 +1,11 @@
 """Sample images written as PNG files."""
+import io
 import math
-import os
 
 import jax
 import numpy as np
+
+from introjax import paths
 
 
 def to_uint8(images):
@@ -34,11 +36,10 @@ def save_png(path, image):
   if jax.process_index() != 0:
     return
   from PIL import Image
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   image = image[..., 0] if image.shape[-1] == 1 else image
-  tmp = path + ".tmp"
-  Image.fromarray(image).save(tmp, format="PNG")
-  os.replace(tmp, path)
+  png = io.BytesIO()
+  Image.fromarray(image).save(png, format="PNG")
+  paths.write_bytes(path, png.getvalue())
 
 
 def save_grid(path, images, columns=None, scale=1):

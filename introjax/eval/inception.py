@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from introjax import paths
 from introjax.errors import ConfigError, ImageError, UserError
 
 WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/"
@@ -368,7 +369,7 @@ def _read_pth(path):
         "--convert in.pth out.npz` and point eval.inception_weights at the "
         ".npz.") from None
   try:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = torch.load(paths.readable(path), map_location="cpu", weights_only=True)
   except Exception as e:  # pylint: disable=broad-except
     raise ConfigError(f"The Inception weights file {path!r} is not a readable "
                       f"PyTorch file ({type(e).__name__}: {e}); "
@@ -382,7 +383,7 @@ def _read_pth(path):
 
 def _read_npz(path):
   try:
-    with np.load(path, allow_pickle=False) as f:
+    with np.load(paths.readable(path), allow_pickle=False) as f:
       arrays = {k: f[k] for k in f.files}
   except Exception as e:  # pylint: disable=broad-except
     raise ConfigError(f"The Inception weights file {path!r} is not a readable "
@@ -403,7 +404,7 @@ def _read_npz(path):
 
 
 def _check_file(path):
-  if not path or not os.path.isfile(path):
+  if not path or not paths.is_file(path):
     raise ConfigError(f"The Inception weights file {path!r} does not exist; "
                       f"download {WEIGHTS_URL} and give its path.")
 

@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 
+from introjax import paths
+
 
 def flatten_numbers(tree, prefix=""):
   """{dotted path: number} of every int/float leaf (bools excluded)."""
@@ -23,8 +25,8 @@ def flatten_numbers(tree, prefix=""):
 def load_results(workdirs):
   runs = []
   for workdir in workdirs:
-    with open(os.path.join(workdir, "results.json")) as f:
-      runs.append(json.load(f))
+    runs.append(json.loads(paths.read_text(
+        os.path.join(workdir, "results.json"))))
   return runs
 
 
@@ -53,11 +55,10 @@ def load_final(workdir):
   """A finished run's final numbers: results.json (classifiers), else the
   last round of metrics.jsonl (texture models)."""
   path = os.path.join(workdir, "results.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f)
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    lines = [line for line in f if line.strip()]
+  if paths.exists(path):
+    return json.loads(paths.read_text(path))
+  lines = [line for line in paths.read_text(
+      os.path.join(workdir, "metrics.jsonl")).splitlines() if line.strip()]
   return json.loads(lines[-1])
 
 

@@ -38,6 +38,7 @@ from absl import logging
 import jax
 
 from introjax import checkpoint as ckpt_lib
+from introjax import paths
 from introjax import report as report_lib
 from introjax import workdir_lock
 from introjax.errors import WorkdirError
@@ -48,15 +49,23 @@ def prepare_workdir(workdir):
   """Creates `workdir` and proves it is writable."""
   # One probe per process: on a pod the workdir may be shared.
   probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
+  remote = paths.is_remote(workdir)
+  paths.path(workdir)  # a missing cloud-storage client says so first
   try:
-    os.makedirs(workdir, exist_ok=True)
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
-  except OSError as e:
+    paths.makedirs(workdir)
+    paths.write_text(probe, "ok")
+    paths.remove(probe)
+  except Exception as e:  # pylint: disable=broad-except
+    # A bucket fails in the client's own exceptions (credentials, HTTP),
+    # not only in OSError.
+    if not (remote or isinstance(e, OSError)):
+      raise
+    fix = ("check that the bucket exists and that this machine's "
+           "credentials may write to it" if remote else
+           "choose a folder you can write to")
     raise WorkdirError(
-        f"Cannot write to --workdir={workdir} ({e.strerror or e}); choose a "
-        "folder you can write to.") from e
+        f"Cannot write to --workdir={workdir} "
+        f"({getattr(e, 'strerror', None) or e}); {fix}.") from e
 
 
 def jsonable(tree):
@@ -72,12 +81,10 @@ def write_results(workdir, results, markdown=None):
   if jax.process_index() != 0:
     return
   path = os.path.join(workdir, "results.json")
-  with open(path, "w") as f:
-    json.dump(results, f, indent=2)
+  paths.write_text(path, json.dumps(results, indent=2))
   if markdown is not None:
     path = os.path.join(workdir, "results.md")
-    with open(path, "w") as f:
-      f.write(markdown)
+    paths.write_text(path, markdown)
   logging.info("Results in %s:\n%s", path,
                markdown if markdown is not None else json.dumps(results,
                                                                 indent=2))
