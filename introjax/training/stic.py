@@ -50,6 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from introjax import compiled
 from introjax import config_utils
 from introjax import objectives
 from introjax import optim
@@ -108,14 +109,19 @@ class SynthesizeItClassifier:
   """The compiled parts of STIC for one config, dataset and device mesh."""
 
   def __init__(self, config, mesh, train_set=None, test_set=None,
-               shapes=None):
+               shapes=None, abstract=False):
+    """`shapes` (a checkpoint's): a saved model, no data (introjax.sample);
+    `abstract`: the data only as shapes, never read (`compiled_steps`)."""
     self.config = config
     self.mesh = mesh
+    self.abstract = abstract
     stic = config.stic
     self.variants = config_utils.check_variants(stic.variants, VARIANTS,
                                                  "stic.variants")
     _check_settings(config)
-    if shapes is None and train_set is None:
+    if abstract:
+      train_set, test_set = datasets.classification_shapes(config.data)
+    elif shapes is None and train_set is None:
       train_set, test_set = datasets.load_classification(
           config.data, train_rows=lambda n: parallel.process_rows(n, mesh))
     if shapes is not None:   # a saved model: no data (introjax.sample)
@@ -157,19 +163,11 @@ class SynthesizeItClassifier:
                  train_set=True, generated_side=min(self.image_shape[:2]))
     evaluators.check(config, "this STIC run", has)
 
-    rows = (slice(None) if train_set.total else
-            slice(*parallel.process_rows(self.num_train, mesh)))
-    self.images = parallel.global_rows(train_set.images[rows], self.num_train,
-                                       mesh)
-    self.labels = parallel.global_rows(train_set.labels[rows], self.num_train,
-                                       mesh)
-    self.test_images = jax.jit(datasets.to_unit_range)(
-        jax.device_put(test_set.images, self._replicated))
-    self.test_labels = jax.device_put(test_set.labels, self._replicated)
-    train_labels = parallel.to_host(self.labels)[:self.num_train]
-    table, counts = datasets.class_table(train_labels, self.k)
-    self.class_index = jax.device_put(table, self._replicated)
-    self.class_counts = jax.device_put(counts, self._replicated)
+    (self.images, self.labels, self.test_images,
+     self.test_labels) = datasets.place_classification(
+         train_set, test_set, mesh, abstract=abstract)
+    self.class_index, self.class_counts = datasets.place_class_table(
+        self.labels, self.num_train, self.k, mesh, abstract)
 
     self.references = self._reference_bank(stic.references_per_class)
     self.loss = objectives.build_loss("vrm", num_classes=self.k)
@@ -185,6 +183,9 @@ class SynthesizeItClassifier:
     if per_class < 1:
       raise ConfigError(f"stic.references_per_class={per_class} must be ≥ 1 "
                         "(real images per class kept for sampling).")
+    if self.abstract:
+      return jax.ShapeDtypeStruct((self.k, per_class, *self.image_shape),
+                                  jnp.float32, sharding=self._replicated)
     rows = jnp.take_along_axis(
         self.class_index,
         jnp.arange(per_class)[None] % self.class_counts[:, None], axis=1)
