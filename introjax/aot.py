@@ -292,9 +292,10 @@ def estimated_seconds(step, chip):
              step.bytes_accessed / (chip.hbm_gbps * 1e9))
 
 
-def check(config, topology, label=""):
+def check(config, topology, label="", only=None):
   """The Report of every compiled step of `config`'s member over
-  `topology`'s devices."""
+  `topology`'s devices (`only`: the steps whose names start with one of
+  these)."""
   from introjax.members import MEMBERS  # pylint: disable=import-outside-toplevel
   if config.trainer not in MEMBERS:
     raise UserError(f"Unknown trainer {config.trainer!r} in the config; the "
@@ -307,7 +308,13 @@ def check(config, topology, label=""):
   mesh = parallel.make_mesh(
       sorted(devices, key=lambda d: (d.process_index, d.id)))
   trainer = MEMBERS[config.trainer].trainer(config, mesh, abstract=True)
-  reports = [analyse(step) for step in trainer.compiled_steps()]
+  steps = [step for step in trainer.compiled_steps()
+           if not only or step.name.startswith(tuple(only))]
+  if not steps:
+    raise UserError(f"No step of {config.trainer} is named {only}; its "
+                    "steps are "
+                    f"{', '.join(s.name for s in trainer.compiled_steps())}.")
+  reports = [analyse(step) for step in steps]
   return Report(config=label or config.trainer, trainer=config.trainer,
                 topology=name, devices=len(devices), chip=CHIPS[kind],
                 steps=reports)
@@ -371,6 +378,8 @@ _TOPOLOGY = flags.DEFINE_string(
     "topology", None, "A TPU topology (v5e:16x16, v4:2x2x4, v5p:4x4x4) or "
     "accelerator type (v4-32, v5litepod-256, v5p-128).")
 _JSON = flags.DEFINE_bool("json", False, "Print the report as JSON.")
+_STEPS = flags.DEFINE_list("steps", None, "Only the steps whose names start "
+                           "with these, e.g. classification,synthesis.")
 
 
 def _config_flag():
@@ -391,7 +400,7 @@ def main(argv):
     raise UserError("--topology is required, e.g. --topology=v5e:16x16.")
   label = flags.FLAGS["config"].serialize().partition("=")[2]
   label = label.rpartition("/")[2] or _CONFIG.value.trainer
-  report = check(_CONFIG.value, _TOPOLOGY.value, label)
+  report = check(_CONFIG.value, _TOPOLOGY.value, label, _STEPS.value)
   print(json.dumps(report.as_json(), indent=2) if _JSON.value
         else table(report))
   sys.stdout.flush()

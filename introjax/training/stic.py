@@ -289,13 +289,16 @@ class SynthesizeItClassifier:
 
   # Synthesis ----------------------------------------------------------------
 
-  def targets_and_references(self, first, second, lam):
+  def targets_and_references(self, first, second, lam, train_data=None):
     """Each chain's soft target over K + 1 classes (0 on the fake class)
-    and its Gram reference image λ·x_first + (1 − λ)·x_second."""
-    images = lambda rows: datasets.to_unit_range(self.images[rows])
+    and its Gram reference image λ·x_first + (1 − λ)·x_second, from
+    `train_data` (the split training images and labels; default: this
+    run's)."""
+    train_images, train_labels = train_data or (self.images, self.labels)
+    images = lambda rows: datasets.to_unit_range(train_images[rows])
     lam_x = lam.reshape((-1,) + (1,) * len(self.image_shape))
     references = lam_x * images(first) + (1 - lam_x) * images(second)
-    onehot = lambda rows: jax.nn.one_hot(self.labels[rows], self.k + 1)
+    onehot = lambda rows: jax.nn.one_hot(train_labels[rows], self.k + 1)
     targets = (lam[:, None] * onehot(first) +
                (1 - lam[:, None]) * onehot(second))
     return targets, references
@@ -312,7 +315,7 @@ class SynthesizeItClassifier:
     return scores.gram_regularised(taps, targets, reference_grams,
                                    self.gram_weight)
 
-  def _fresh_conditioning(self, key, n):
+  def _fresh_conditioning(self, key, n, class_index, class_counts):
     """New (first, second, λ) for every slot: slot s < K·chains_per_class is
     a class chain of class s mod K (one random image of it, λ = 1), the
     rest mixup chains of two random images, λ ~ Beta(α, α)."""
@@ -320,8 +323,8 @@ class SynthesizeItClassifier:
     k_row, k_a, k_b, k_lam = jax.random.split(key, 4)
     slot = jnp.arange(n)
     cls = slot % self.k
-    pick = jax.random.randint(k_row, (n,), 0, self.class_counts[cls])
-    of_class = self.class_index[cls, pick]
+    pick = jax.random.randint(k_row, (n,), 0, class_counts[cls])
+    of_class = class_index[cls, pick]
     is_class = slot < self.k * stic.chains_per_class
     a = jax.random.randint(k_a, (n,), 0, self.num_train)
     b = jax.random.randint(k_b, (n,), 0, self.num_train)
@@ -329,14 +332,19 @@ class SynthesizeItClassifier:
     return (jnp.where(is_class, of_class, a), jnp.where(is_class, of_class, b),
             jnp.where(is_class, 1.0, lam))
 
-  def _synthesize_fn(self, params, chains, key, pass_index):
+  def _synthesize_fn(self, params, chains, key, pass_index, train_data,
+                     class_index, class_counts):
     """Every chain restarts from p0 (and new conditioning) with probability
-    p, then all run the sampler; returns the new chains and the stats."""
+    p, then all run the sampler; returns the new chains and the stats. The
+    data are arguments: a jitted function closing over them would bake the
+    training set into its program (and a multi-host array cannot be a
+    constant)."""
     n = chains.pool.images.shape[0]
     k_draw, k_cond, k_p0, k_run = jax.random.split(key, 4)
     slots, restart = pool_lib.draw_persistent(
         chains.pool, k_draw, None, self.config.stic.restart_probability)
-    first, second, lam = self._fresh_conditioning(k_cond, n)
+    first, second, lam = self._fresh_conditioning(k_cond, n, class_index,
+                                                  class_counts)
     first = jnp.where(restart, first, chains.first)
     second = jnp.where(restart, second, chains.second)
     lam = jnp.where(restart, lam, chains.lam)
@@ -344,7 +352,8 @@ class SynthesizeItClassifier:
                    self.p0(k_p0, n, self.image_shape),
                    chains.pool.images)
     x0 = jax.lax.with_sharding_constraint(x0, self._batch)
-    targets, references = self.targets_and_references(first, second, lam)
+    targets, references = self.targets_and_references(first, second, lam,
+                                                      train_data)
     x, stats = ascend(self.score_function(params, targets, references), x0,
                       k_run, self.rule, self.settings)
     pool = pool_lib.write_back(chains.pool, slots, x, pass_index)
@@ -395,6 +404,36 @@ class SynthesizeItClassifier:
     references = mix(ref_1, ref_2, (-1, 1, 1, 1))
     refined, _ = self._refine(s.params, x, targets, references, key)
     return parallel.to_host(x), parallel.to_host(refined)
+
+  def compiled_steps(self):
+    """Each variant's fit and synthesis calls and the evaluation, with
+    abstract arguments placed as `run_round` places them
+    (introjax/compiled.py)."""
+    targets = self.restore_targets(None)
+    rep = self._replicated
+    key, t = compiled.key(rep), compiled.scalar(jnp.int32, rep)
+    train_data = (self.images, self.labels)
+    resident = (targets, train_data, self.test_images, self.test_labels,
+                self.class_index, self.class_counts)
+    steps = []
+    for v, s in targets["variants"].items():
+      watch = {"pool": s["chains"].pool.images, "dataset": self.images}
+      steps.append(compiled.Step(
+          f"classification ({v})", self._train,
+          (s["params"], s["opt_state"], s["chains"], train_data, key),
+          kwargs={"variant": v}, iterations=self.config.stic.steps_per_pass,
+          watch=watch, resident=resident))
+      if synthesises(v):
+        steps.append(compiled.Step(
+            f"synthesis ({v}: {self.num_chains[v]} chains)", self._synthesize,
+            (s["params"], s["chains"], key, t, train_data, self.class_index,
+             self.class_counts), iterations=self.settings.max_steps,
+            watch=watch, resident=resident))
+    params = next(iter(targets["variants"].values()))["params"]
+    return steps + robustness.evaluation_steps(
+        self.real_logits, params, self.image_shape,
+        self.config.eval.batch_size, self.mesh,
+        "fgsm" in evaluators.names(self.config, "final"), resident)
 
   # Evaluation -------------------------------------------------------------
 
@@ -563,7 +602,9 @@ class SynthesizeItClassifier:
       m = {k: float(val) for k, val in train_metrics.items()}
       chains = s.chains
       if synthesises(v):
-        chains, stats = self._synthesize(params, chains, k_syn, round_index)
+        chains, stats = self._synthesize(
+            params, chains, k_syn, round_index, (self.images, self.labels),
+            self.class_index, self.class_counts)
         m.update(self._synthesis_metrics(stats, v, round_index))
       if evaluators.due(self.config, round_index):
         m.update(evaluators.evaluate(self.config, "per_round",
