@@ -24,6 +24,7 @@ chip's, and the knob to turn; the exit status is then 1.
 """
 import dataclasses
 import json
+import os
 import re
 import sys
 import time
@@ -38,6 +39,11 @@ from introjax import compiled
 from introjax import config_utils
 from introjax import parallel
 from introjax.errors import UserError
+
+# Compiling opens no chip, so several checks (or tests) may load libtpu at
+# once; without this the second waits on libtpu's lockfile and fails. Set
+# before JAX starts its backends.
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 GiB = 1 << 30
 
@@ -107,21 +113,26 @@ def topology_devices(spec):
     raise UserError("This JAX has no jax.experimental.topologies; install "
                     "a JAX with it (pip install -e \".[aot]\").") from e
   name = topology_name(spec)
+  family, _, shape = name.partition(":")
+  dims = [int(n) for n in shape.split("x") if n.isdigit()] + [1, 1]
+  # As a Cloud slice runs: v4 and v5p chips as one device each (megacore),
+  # up to 2×2 chips to a host, so the mesh's rows group by process as on a
+  # pod.
+  options = {"chip_config_name": ("megacore" if family in ("v4", "v5p")
+                                  else "default"),
+             "chips_per_host_bounds": (min(2, dims[0]), min(2, dims[1]), 1)}
+  if not libtpu_available():
+    raise UserError(f"Compiling for {name} needs libtpu, the TPU compiler; "
+                    "install it with pip install -e \".[aot]\" (or pass "
+                    "--skip_aot_check to the launcher).")
   try:
     topology = topologies.get_topology_desc(topology_name=name,
-                                            platform="tpu")
+                                            platform="tpu", **options)
   except Exception as e:  # pylint: disable=broad-except
-    text = str(e)
-    if "libtpu" in text.lower() or "unknown backend" in text.lower() or (
-        "tpu" in text.lower() and "not" in text.lower()
-        and "found" in text.lower()):
-      raise UserError(f"Compiling for {name} needs libtpu; install it with "
-                      "pip install -e \".[aot]\" (or pass --skip_aot_check "
-                      "to the launcher).") from e
-    raise UserError(f"libtpu does not know the topology {name!r} "
-                    f"({text.splitlines()[0] if text else type(e).__name__})"
-                    "; give one such as v5e:16x16, v4:2x2x4 or "
-                    "v5p:4x4x4.") from e
+    text = str(e).strip().splitlines()
+    raise UserError(f"libtpu cannot compile for the topology {name!r} "
+                    f"({text[0] if text else type(e).__name__}); give one "
+                    "such as v5e:16x16, v4:2x2x4 or v5p:4x4x4.") from e
   return name, list(topology.devices)
 
 
@@ -175,6 +186,7 @@ class StepReport:
   collectives: Dict[str, Dict[str, int]]    # kind -> {count, bytes, max}
   gathered: List[str]                       # watched arrays found whole
   watched_bytes: Dict[str, int]             # name -> per-device bytes
+  refused: str = ""     # XLA's reason when it would not compile (no HBM)
 
   @property
   def total_bytes(self):
@@ -190,7 +202,15 @@ def analyse(step: compiled.Step) -> StepReport:
   """Lowers and compiles `step` from its abstract arguments; its memory,
   cost and collectives."""
   began = time.perf_counter()
-  executable = step.fn.lower(*step.args, **step.kwargs).compile()
+  lowered = step.fn.lower(*step.args, **step.kwargs)
+  try:
+    executable = lowered.compile()
+  except Exception as e:  # pylint: disable=broad-except
+    # XLA refuses a program larger than the chip's memory: that is the
+    # answer, not a failure of the check.
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    return _refused(step, str(e), time.perf_counter() - began)
   seconds = time.perf_counter() - began
   memory = executable.memory_analysis()
   cost = executable.cost_analysis() or {}
@@ -227,6 +247,34 @@ def analyse(step: compiled.Step) -> StepReport:
                      for n, a in step.watch.items()})
 
 
+_SIZE = re.compile(r"([0-9.]+)\s*([KMGT])i?B?\b")
+
+
+def _refused(step, message, seconds):
+  """The report of a step XLA would not compile for lack of HBM: its
+  arguments as laid out by us, its temporaries as the compiler's message
+  says (the first size it names: what it needed)."""
+  line = next((l for l in message.splitlines() if "RESOURCE_EXHAUSTED" in l),
+              message.splitlines()[0] if message else "")
+  line = line[line.index("RESOURCE_EXHAUSTED"):] if (
+      "RESOURCE_EXHAUSTED" in line) else line
+  found = _SIZE.search(line)
+  scale = {"K": 1 << 10, "M": 1 << 20, "G": GiB, "T": 1 << 40}
+  needed = int(float(found.group(1)) * scale[found.group(2)]) if found else 0
+  in_args = _leaf_ids((step.args, step.kwargs))
+  return StepReport(
+      name=step.name, iterations=int(step.iterations),
+      argument_bytes=compiled.device_bytes((step.args, step.kwargs)),
+      output_bytes=0, temp_bytes=needed, alias_bytes=0, code_bytes=0,
+      resident_bytes=compiled.device_bytes(
+          [x for x in jax.tree.leaves(step.resident) if id(x) not in in_args]),
+      flops=0.0, bytes_accessed=0.0, xla_seconds=None,
+      compile_seconds=seconds, collectives={}, gathered=[],
+      watched_bytes={n: compiled.device_bytes(a)
+                     for n, a in step.watch.items()},
+      refused=line.strip())
+
+
 @dataclasses.dataclass
 class Report:
   config: str
@@ -236,12 +284,14 @@ class Report:
   chip: Chip
   steps: List[StepReport]
 
-  def worst(self):
-    return max(self.steps, key=lambda s: s.total_bytes)
-
   @property
   def fits(self):
-    return self.worst().total_bytes <= self.chip.hbm_bytes
+    return (self.worst().total_bytes <= self.chip.hbm_bytes
+            and not any(s.refused for s in self.steps))
+
+  def worst(self):
+    refused = [s for s in self.steps if s.refused]
+    return max(refused or self.steps, key=lambda s: s.total_bytes)
 
   def verdict(self):
     """One sentence: fits, or which step does not and what to turn."""
@@ -266,15 +316,17 @@ class Report:
 
 
 def _knob(step):
-  """What to turn when `step` does not fit: whatever holds most of it."""
+  """What to turn when `step` does not fit: the pool or the dataset when
+  either holds a quarter of it or more (a step's temporaries and outputs
+  often hold another copy), else the batch."""
   pool = step.watched_bytes.get("pool", 0)
   data = step.watched_bytes.get("dataset", 0)
-  work = step.temp_bytes + step.output_bytes
-  if pool >= max(data, work):
+  quarter = step.total_bytes / 4
+  if pool >= quarter and pool >= data:
     return ("shrink the pool (pool.rounds × negatives.per_round, or the "
             "chains: stic.chains_per_class, stic.mixup_chains) or use more "
             "devices")
-  if data >= work:
+  if data >= quarter:
     return ("cap the dataset (data.max_images, or data.max_train for the "
             "classifiers) or use more devices")
   return ("lower the batch (train.batch_size, negatives.per_round or "
@@ -334,6 +386,8 @@ def _size(n):
 
 
 def _collective_text(step):
+  if step.refused:
+    return "— (XLA refused it: out of HBM)"
   if not step.collectives:
     return "none"
   return ", ".join(f"{kind} ×{c['count']} ({_size(c['bytes'])}, largest "

@@ -75,6 +75,7 @@ def test_points_and_pod_commands():
   result = _sweep("--config=configs/igm_texture.py", "--root=gs://b/r",
                   "--seeds=0", "--points=cascade.single=True,train.max_steps=5;"
                   "cascade.single=False", "--emit_pod_commands",
+                  "--skip_aot_check",
                   "--pod_args=--name=v4 --zone=z --accelerator_type=v4-32")
   assert result.returncode == 0, result.stderr
   lines = result.stdout.strip().splitlines()
