@@ -16,7 +16,7 @@ import pytest
 
 from conftest import REPO, subprocess_env
 
-pytestmark = pytest.mark.skipif(
+needs_libtpu = pytest.mark.skipif(
     importlib.util.find_spec("libtpu") is None,
     reason="libtpu (the TPU compiler these tests drive) is not installed; "
     "pip install -e '.[aot]'")
@@ -66,6 +66,7 @@ def _step(report, name):
   return next(s for s in report["steps"] if s["name"] == name)
 
 
+@needs_libtpu
 def test_the_pool_and_dataset_split_over_the_devices(reports):
   four, one = reports["v5e:2x2"], reports["v5e:1x1"]
   assert four["devices"] == 4 and one["devices"] == 1
@@ -87,6 +88,7 @@ def test_the_pool_and_dataset_split_over_the_devices(reports):
                                   "dataset": data_per_device}
 
 
+@needs_libtpu
 def test_no_collective_gathers_the_pool_or_the_dataset(reports):
   fit = _step(reports["v5e:2x2"], "classification")
   assert fit["gathered"] == []
@@ -100,6 +102,7 @@ def test_no_collective_gathers_the_pool_or_the_dataset(reports):
   assert fit["iterations"] == 30   # igm_celeba.py:tiny's train.max_steps
 
 
+@needs_libtpu
 def test_a_pool_too_large_for_the_chip_is_one_sentence():
   # 20M rounds × 8 negatives of 16×16 grey float32: 38 GiB per device (or
   # more, as laid out on the chip).
@@ -113,3 +116,37 @@ def test_a_pool_too_large_for_the_chip_is_one_sentence():
   assert "GiB per device against the chip's 16.00 GiB of HBM" in verdict
   assert "pool.rounds" in verdict
   assert "| pool update |" in result.stdout
+
+
+# Without libtpu too: every member's compiled_steps() lowers (traces) over
+# this machine's CPU mesh, so they stay in step with their trainers.
+
+@pytest.mark.parametrize("spec, overrides", [
+    ("igm_texture.py:tiny", {}),
+    ("icl_digits.py:tiny", {"icl.variants": ("baseline", "icl", "winn")}),
+    ("stic_digits.py:tiny", {}),
+    ("introvae_faces.py:tiny", {}),
+])
+def test_every_members_steps_lower_from_abstract_arguments(spec, overrides):
+  from conftest import load_config
+  from introjax import members, parallel
+  config = load_config(spec)
+  for key, value in overrides.items():
+    section, field = key.split(".")
+    config[section][field] = value
+  mesh = parallel.make_mesh()
+  member = members.MEMBERS[config.trainer]
+  abstract = member.trainer(config, mesh, abstract=True)
+  steps = abstract.compiled_steps()
+  assert steps and len({s.name for s in steps}) == len(steps)
+  for step in steps:
+    step.fn.lower(*step.args, **step.kwargs)
+  if config.trainer in ("icl", "stic", "introvae"):
+    # The stand-in data has the real data's shapes, types and placement
+    # (the class table's width assumes balanced classes: not compared).
+    real = member.trainer(config, mesh)
+    for name in ("images", "labels", "test_images"):
+      if hasattr(real, name) and getattr(real, name) is not None:
+        a, r = getattr(abstract, name), getattr(real, name)
+        assert (a.shape, a.dtype, a.sharding.spec) == (
+            r.shape, r.dtype, r.sharding.spec), name
