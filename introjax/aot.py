@@ -231,6 +231,8 @@ def analyse(step: compiled.Step) -> StepReport:
   resident = [x for x in jax.tree.leaves(step.resident)
               if id(x) not in in_args]
   xla_seconds = cost.get("optimal_seconds")
+  if xla_seconds is not None and not xla_seconds > 0:
+    xla_seconds = None   # XLA gave no estimate (it reports a negative one)
   return StepReport(
       name=step.name, iterations=int(step.iterations),
       argument_bytes=int(memory.argument_size_in_bytes),
