@@ -37,6 +37,14 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def abstract_rows(num_rows, row_shape, dtype, mesh: Mesh):
+  """The abstract array `global_rows` makes of `num_rows` rows of
+  `row_shape` (padded, split over the data axis): a stand-in for the data
+  when compiling without it (introjax.aot)."""
+  return jax.ShapeDtypeStruct((padded_rows(num_rows, mesh), *row_shape),
+                              dtype, sharding=batch_sharding(mesh))
+
+
 def check_divisible(what, n, mesh: Mesh):
   if n % mesh.size:
     raise ConfigError(f"{what} is {n}, which does not split over the "

@@ -18,8 +18,12 @@ introjax.main. Runs go one after another; ROOT/summary.md then holds one
 row per point: the mean ± std over seeds of every number of the runs'
 final results (results.json, else the last line of metrics.jsonl).
 --print_only prints the introjax.main commands instead, --emit_pod_commands
-the launch/tpu_pod.py commands (with --pod_args) for a TPU slice;
---summarize_only summarises finished runs.
+the launch/tpu_pod.py commands (with --pod_args) for a TPU slice, after
+compiling every point for the slice's --accelerator_type here
+(`python -m introjax.aot`, once per point: seeds do not change shapes) and
+printing nothing if one would not fit (--skip_aot_check skips it; the
+emitted commands then check for themselves); --summarize_only summarises
+finished runs.
 """
 import argparse
 import itertools
@@ -103,6 +107,39 @@ def pod_commands(config, root, seeds, extra, points, pod_args):
   return out
 
 
+def accelerator_type(pod_args):
+  """--accelerator_type=… of tpu_pod.py's flags, or None."""
+  for arg in shlex.split(pod_args):
+    if arg.startswith("--accelerator_type="):
+      return arg.partition("=")[2]
+  return None
+
+
+def check_points(config, points, extra, pod_args):
+  """Compiles every point for the slice of `pod_args` here (introjax.aot);
+  returns the exit status of the first point that does not fit, else 0."""
+  repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+  accelerator = accelerator_type(pod_args)
+  if accelerator is None:
+    print("sweep.py: --emit_pod_commands checks every point for the slice "
+          "first; put --accelerator_type=… in --pod_args or pass "
+          "--skip_aot_check.", file=sys.stderr)
+    return 2
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(
+      [repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                if p]))
+  for point in points:
+    command = [sys.executable, "-m", "introjax.aot", f"--config={config}",
+               f"--topology={accelerator}", *point_flags(point), *extra]
+    result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL)
+    if result.returncode:
+      print(f"sweep.py: point {point_name(point) or '(config)'} does not "
+            f"pass the compile check for {accelerator} (its reason is "
+            "above); no pod command is printed.", file=sys.stderr)
+      return result.returncode
+  return 0
+
+
 def summary_table(config, root, points, seeds, extra):
   """summary.md's text: one row per point over its seeds."""
   rows = {}
@@ -134,6 +171,9 @@ def main(argv=None):
                       "flags for --emit_pod_commands, e.g. \"--name=v4 "
                       "--zone=us-central2-b --accelerator_type=v4-32 "
                       "--runtime_version=tpu-ubuntu2204-base\"")
+  parser.add_argument("--skip_aot_check", action="store_true",
+                      help="--emit_pod_commands without compiling the "
+                      "points for the slice here first")
   parser.add_argument("--summarize_only", action="store_true")
   args = parser.parse_args(own)
   try:
@@ -149,8 +189,14 @@ def main(argv=None):
     return 2
   seeds = [int(s) for s in args.seeds.split(",")]
   if args.emit_pod_commands:
+    pod_args = args.pod_args
+    if not args.skip_aot_check:
+      code = check_points(args.config, points, extra, pod_args)
+      if code:
+        return code
+      pod_args = f"{pod_args} --skip_aot_check".strip()   # checked here
     print("\n".join(shlex.join(c) for c in pod_commands(
-        args.config, args.root, seeds, extra, points, args.pod_args)))
+        args.config, args.root, seeds, extra, points, pod_args)))
     return 0
   todo = runs(args.config, args.root, points, seeds, extra)
   if args.print_only:

@@ -6,6 +6,10 @@ r"""Trains on a Cloud TPU VM slice (one host or a multi-host pod).
         --teardown -- --config.data.augment=True
 
 Steps, each one `gcloud compute tpus tpu-vm` command:
+  0. here, before anything is rented: `python -m introjax.aot` compiles
+     every step of the run for the slice's topology and stops the launch
+     with one sentence if it would not fit in the chips' memory (needs
+     libtpu locally, `pip install -e ".[aot]"`; --skip_aot_check skips it);
   1. create the slice, unless `describe` finds one of that name (then reuse it);
   2. copy this checkout's HEAD to every worker (`git archive` + `scp
      --worker=all`), or with --repo=URL clone it there, and
@@ -71,6 +75,9 @@ def _parser():
                  help="only delete the slice")
   p.add_argument("--dry_run", action="store_true",
                  help="print the commands instead of running them")
+  p.add_argument("--skip_aot_check", action="store_true",
+                 help="do not compile the run for the slice here first "
+                 "(python -m introjax.aot)")
   return p
 
 
@@ -111,10 +118,27 @@ def introjax_command(args, overrides):
           f"--workdir={args.workdir}", *overrides]
 
 
+def aot_command(config, accelerator_type, overrides):
+  """The local compile check of `config` (relative to the repository root)
+  for a slice of `accelerator_type`: `python -m introjax.aot` on the CPU,
+  importing this checkout."""
+  path = os.pathsep.join(
+      [REPO_ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(
+          os.pathsep) if p])
+  return ["env", "JAX_PLATFORMS=cpu", f"PYTHONPATH={path}", sys.executable,
+          "-m", "introjax.aot", f"--config={os.path.join(REPO_ROOT, config)}",
+          f"--topology={accelerator_type}", *overrides]
+
+
 def plan(args, overrides):
   """The launch as (step, argv) pairs, in order. Step "create" runs only
-  when "describe" finds no slice; "local" runs on this machine."""
+  when "describe" finds no slice; "aot" and "local" run on this machine."""
   steps = []
+  local_config = args.config and os.path.exists(
+      os.path.join(REPO_ROOT, args.config.partition(":")[0]))
+  if not args.teardown_only and not args.skip_aot_check and local_config:
+    steps.append(("aot", aot_command(args.config, args.accelerator_type,
+                                     overrides)))
   if not args.teardown_only:
     steps.append(("describe", _tpu_vm(args, "describe", args.name,
                                       "--format=value(state)")))
@@ -154,6 +178,7 @@ def plan(args, overrides):
 
 
 _NOTES = {
+    "aot": "# compile every step for the slice here; stop if it cannot fit",
     "describe": "# reuse the slice if it exists (exit status 0) ...",
     "create": "# ... else create it",
     "local": "# this checkout's committed files, for every worker",
@@ -166,12 +191,17 @@ _NOTES = {
 
 def execute(steps, echo=print):
   """Runs the steps; a failing step stops the launch, and a planned "delete"
-  runs whatever happened before it, so a failed run costs no idle slice."""
+  runs whatever happened before it (unless the compile check stopped the
+  launch before any slice was touched), so a failed run costs no idle
+  slice."""
   exists = False
+  # A launch the compile check stops has touched no slice: nothing to delete.
+  touched = not any(name == "aot" for name, _ in steps)
   try:
     for name, command in steps:
       if name == "delete":
         continue
+      touched = touched or name != "aot"
       echo(f"[tpu_pod] {shlex.join(command)}")
       if name == "describe":
         exists = subprocess.run(command, stdout=subprocess.DEVNULL,
@@ -181,12 +211,17 @@ def execute(steps, echo=print):
         echo("[tpu_pod] the slice exists; reusing it.")
         continue
       code = subprocess.call(command)
+      if code and name == "aot":
+        raise LaunchError(
+            "the compile check stopped the launch before any slice was "
+            "created (its reason is above); change the config or the "
+            "accelerator type, or pass --skip_aot_check.")
       if code:
         raise LaunchError(f"step {name!r} failed with exit status {code}: "
                           f"{shlex.join(command)}")
   finally:
     for name, command in steps:
-      if name == "delete":
+      if name == "delete" and touched:
         echo(f"[tpu_pod] {shlex.join(command)}")
         if subprocess.call(command):
           echo("[tpu_pod] the delete failed; check `gcloud compute tpus "

@@ -141,12 +141,35 @@ def _execute(monkeypatch, fake, argv):
 
 def test_an_existing_slice_is_reused(monkeypatch):
   steps = _execute(monkeypatch, _FakeGcloud(exists=True), BASE)
-  assert steps == ["describe", "git", "scp", "ssh", "ssh"]
+  assert steps == ["env", "describe", "git", "scp", "ssh", "ssh"]
 
 
 def test_a_failed_run_still_tears_the_slice_down(monkeypatch):
   fake = _FakeGcloud(exists=False, fails="ssh")
   with pytest.raises(tpu_pod.LaunchError, match="'install' failed"):
-    _execute(monkeypatch, fake, BASE + ["--teardown"])
+    _execute(monkeypatch, fake, BASE + ["--teardown", "--skip_aot_check"])
   steps = [c[4] if c[:4] == TPU_VM else c[0] for c in fake.calls]
   assert steps == ["describe", "create", "git", "scp", "ssh", "delete"]
+
+
+def test_the_compile_check_runs_first_and_a_failure_rents_nothing(
+    monkeypatch, capsys):
+  commands = _dry_run(capsys, BASE + ["--"] + OVERRIDES)
+  check = commands[0]
+  assert check[:2] == ["env", "JAX_PLATFORMS=cpu"]
+  assert check[4:6] == ["-m", "introjax.aot"]
+  assert "--topology=v4-32" in check and check[-2:] == OVERRIDES
+  assert check[6].endswith("configs/icl_digits.py:tiny")
+  skipped = _dry_run(capsys, BASE + ["--skip_aot_check"])
+  assert not [c for c in skipped if c[0] == "env"]
+
+  class _NoFit(_FakeGcloud):
+    def call(self, command):
+      self.calls.append(command)
+      return 1 if command[0] == "env" else 0
+
+  fake = _NoFit(exists=False)
+  with pytest.raises(tpu_pod.LaunchError, match="before any slice"):
+    _execute(monkeypatch, fake, BASE + ["--teardown"])
+  # Nothing was described, created or deleted: no slice was touched.
+  assert [c[0] for c in fake.calls] == ["env"]

@@ -1,4 +1,5 @@
 """The seed sweep: its commands and its mean ± std summary."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -75,6 +76,7 @@ def test_points_and_pod_commands():
   result = _sweep("--config=configs/igm_texture.py", "--root=gs://b/r",
                   "--seeds=0", "--points=cascade.single=True,train.max_steps=5;"
                   "cascade.single=False", "--emit_pod_commands",
+                  "--skip_aot_check",
                   "--pod_args=--name=v4 --zone=z --accelerator_type=v4-32")
   assert result.returncode == 0, result.stderr
   lines = result.stdout.strip().splitlines()
@@ -115,3 +117,35 @@ def test_grid_summary_has_one_row_per_point(tmp_path):
   assert "| cascade.single=True | 0.6 ± 0.14 (2) |" in written
   assert "| cascade.single=False | 0.3 ± 0.14 (2) |" in written
   assert "round_seconds" not in written
+
+
+def test_pod_commands_wait_for_the_compile_check(monkeypatch, capsys):
+  spec = importlib.util.spec_from_file_location("sweep",
+                                                REPO / "launch" / "sweep.py")
+  sweep = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(sweep)
+  checked = []
+
+  def no_fit(command, **kwargs):
+    checked.append(command)
+    return subprocess.CompletedProcess(command, 1 if len(checked) == 2 else 0)
+
+  monkeypatch.setattr(sweep.subprocess, "run", no_fit)
+  argv = ["--config=configs/igm_texture.py", "--root=gs://b/r", "--seeds=0,1",
+          "--points=pool.rounds=2;pool.rounds=99999999",
+          "--emit_pod_commands", "--pod_args=--name=v --accelerator_type=v4-32"]
+  assert sweep.main(argv) == 1
+  captured = capsys.readouterr()
+  assert not captured.out   # no command for any point
+  assert "pool.rounds=99999999" in captured.err and "v4-32" in captured.err
+  # One check per point (seeds share shapes), for the slice's type.
+  assert [c[c.index("-m") + 1] for c in checked] == ["introjax.aot"] * 2
+  assert "--topology=v4-32" in checked[1]
+  assert "--config.pool.rounds=99999999" in checked[1]
+
+  checked.clear()
+  monkeypatch.setattr(sweep.subprocess, "run", lambda command, **kwargs: (
+      checked.append(command) or subprocess.CompletedProcess(command, 0)))
+  assert sweep.main(argv) == 0
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert len(lines) == 4 and all("--skip_aot_check" in l for l in lines)

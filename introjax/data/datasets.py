@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from introjax import paths
+from introjax import parallel
 from introjax.errors import DataError
 
 SOURCES = ("digits", "npz", "tfds")
@@ -486,6 +487,48 @@ def class_table(labels, num_classes):
   return table, counts.astype(np.int32)
 
 
+def place_classification(train_set, test_set, mesh, train_labels=None,
+                         test_labels=None, abstract=False):
+  """(training images, labels) split over the mesh's data axis (uint8,
+  int32) and (test images in [-1, 1], labels) replicated, on device; the
+  labels default to the sets' own. `abstract`: the same as
+  ShapeDtypeStructs, for sets of `classification_shapes`."""
+  train_labels = train_set.labels if train_labels is None else train_labels
+  test_labels = test_set.labels if test_labels is None else test_labels
+  n, shape = train_set.num_rows, train_set.images.shape[1:]
+  replicated = parallel.replicated(mesh)
+  if abstract:
+    n_test = test_set.num_rows
+    return (parallel.abstract_rows(n, shape, jnp.uint8, mesh),
+            parallel.abstract_rows(n, (), jnp.int32, mesh),
+            jax.ShapeDtypeStruct((n_test, *shape), jnp.float32,
+                                 sharding=replicated),
+            jax.ShapeDtypeStruct((n_test,), jnp.int32, sharding=replicated))
+  rows = (slice(None) if train_set.total else
+          slice(*parallel.process_rows(n, mesh)))
+  return (parallel.global_rows(train_set.images[rows], n, mesh),
+          parallel.global_rows(train_labels[rows], n, mesh),
+          jax.jit(to_unit_range)(jax.device_put(test_set.images, replicated)),
+          jax.device_put(test_labels, replicated))
+
+
+def place_class_table(labels, num_rows, num_classes, mesh, abstract=False):
+  """`class_table` of the split `labels` (their first `num_rows`),
+  replicated on device. Every process indexes the whole training split
+  (its rows are on other hosts' devices, but its labels are N int32s:
+  gathered, a collective). `abstract`: its shapes, for balanced classes."""
+  replicated = parallel.replicated(mesh)
+  if abstract:
+    per_class = -(-num_rows // num_classes)
+    return (jax.ShapeDtypeStruct((num_classes, per_class), jnp.int32,
+                                 sharding=replicated),
+            jax.ShapeDtypeStruct((num_classes,), jnp.int32,
+                                 sharding=replicated))
+  table, counts = class_table(parallel.to_host(labels)[:num_rows],
+                              num_classes)
+  return jax.device_put(table, replicated), jax.device_put(counts, replicated)
+
+
 def to_unit_range(images_uint8):
   """Maps uint8 pixels to float32 in [-1, 1] (x / 127.5 - 1): 0 → -1, 255 → 1.
 
@@ -542,3 +585,107 @@ def augment_pad_crop_flip(key, images, pad=4, fill=-1.0):
   """
   dy, dx, flip = augment_params(key, images.shape[0], pad)
   return pad_crop_flip(images, dy, dx, flip, pad, fill)
+
+
+# Shapes without the data (introjax.aot) -------------------------------------
+
+# Stored image shape and examples per split of the TFDS datasets the
+# configs name (the TFDS catalog's numbers): what a run would hold, for
+# compiling on a machine where the dataset is not prepared. A prepared
+# dataset's own metadata wins.
+TFDS_SHAPES = {
+    "mnist": ((28, 28, 1), {"train": 60000, "test": 10000}),
+    "fashion_mnist": ((28, 28, 1), {"train": 60000, "test": 10000}),
+    "cifar10": ((32, 32, 3), {"train": 50000, "test": 10000}),
+    "cifar100": ((32, 32, 3), {"train": 50000, "test": 10000}),
+    "svhn_cropped": ((32, 32, 3), {"train": 73257, "test": 26032,
+                                   "extra": 531131}),
+    "celeb_a": ((218, 178, 3), {"train": 162770, "validation": 19867,
+                                "test": 19962}),
+    "lsun/bedroom": ((None, None, 3), {"train": 3033042, "validation": 300}),
+}
+_CELEB_A_HQ_TRAIN = 30000   # celeb_a_hq/<side>: one split, side×side×3
+
+
+def tfds_split_shape(name, split, data_dir=""):
+  """(stored image shape, examples) of the "+"-joined TFDS `split`, from
+  the prepared dataset's metadata or else TFDS_SHAPES; nothing is
+  decoded."""
+  parts = [p.strip() for p in str(split).split("+") if p.strip()]
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    builder = tfds.builder(name, data_dir=data_dir or None)
+    if builder.is_prepared():
+      shape = tuple(builder.info.features["image"].shape)
+      return shape, sum(builder.info.splits[p].num_examples for p in parts)
+  except Exception:  # pylint: disable=broad-except
+    pass   # not prepared, or not a TFDS name: the table below decides
+  if name.startswith("celeb_a_hq/") and name.split("/")[1].isdigit():
+    side = int(name.split("/")[1])
+    known = ((side, side, 3), {"train": _CELEB_A_HQ_TRAIN})
+  else:
+    known = TFDS_SHAPES.get(name)
+  if known is None:
+    raise DataError(
+        f"TFDS dataset {name!r} is not prepared here and its size is not "
+        "known to introjax; prepare it (`tfds build "
+        f"{name} --file_format=array_record`) or point --config.data.data_dir "
+        "at a folder where it is.")
+  shape, splits = known
+  missing = [p for p in parts if p not in splits]
+  if missing:
+    raise DataError(f"TFDS dataset {name!r} has no split "
+                    f"{missing[0]!r}; use one of {', '.join(splits)}.")
+  return shape, sum(splits[p] for p in parts)
+
+
+def _capped(count, limit):
+  return min(count, limit) if limit else count
+
+
+def classification_shapes(data):
+  """(train, test) ArrayDatasets that hold no rows, only their count over
+  every process (`total`), image shape and classes: what
+  `load_classification` would give, without decoding the data."""
+  if data.get("source", None) != "tfds":
+    train, test = load_classification(data)   # bundled or one file: cheap
+    return shapes_only(train), shapes_only(test)
+  name, data_dir = data.get("name", ""), data.get("data_dir", "")
+  num_classes = int(data.get("num_classes", 10))
+  out = []
+  for split_key, limit_key in (("train_split", "max_train"),
+                               ("test_split", "max_test")):
+    default = split_key.split("_")[0]
+    shape, count = tfds_split_shape(name, data.get(split_key, default),
+                                    data_dir)
+    out.append(ArrayDataset(
+        images=np.zeros((0, *shape), np.uint8), labels=np.zeros(0, np.int32),
+        num_classes=num_classes, name=f"tfds:{name}",
+        total=_capped(count, int(data.get(limit_key, 0)))))
+  return tuple(out)
+
+
+def shapes_only(dataset):
+  """`dataset` without its rows (its count kept in `total`)."""
+  return dataclasses.replace(
+      dataset, images=dataset.images[:0], labels=dataset.labels[:0],
+      total=dataset.num_rows)
+
+
+def image_shapes(data):
+  """(image shape, name, count) of what `load_images` would give, without
+  decoding a TFDS dataset."""
+  if data.get("source", "") != "tfds":
+    images, name, total = load_images(data)   # bundled or one file: cheap
+    return images.shape[1:], name, total
+  name = data.get("name", "")
+  (h, w, c), count = tfds_split_shape(name, data.get("split", "train"),
+                                      data.get("data_dir", ""))
+  crop, size = int(data.get("crop", 0)), int(data.get("image_size", 0))
+  side = size or crop or (min(h, w) if h and w else 0)
+  if not side:
+    raise DataError(f"TFDS dataset {name!r} has images of differing sizes; "
+                    "set --config.data.image_size.")
+  channels = int(data.get("channels", 0)) or c
+  return ((side, side, channels), f"tfds:{name}",
+          _capped(count, int(data.get("max_images", 0))))

@@ -2,6 +2,8 @@
 interface.
 
     positives = Kind(config, mesh)              # reads the data
+    Kind(config, mesh, abstract=True)           # only its shapes: `array`
+                                                # is a ShapeDtypeStruct
     positives.array                             # on device (an argument of
                                                 # every compiled step)
     positives.draw(array, key, num, size)       # num size×size positives in
@@ -40,7 +42,7 @@ class TextureCanvas:
 
   size_field = "data.patch_size"
 
-  def __init__(self, config, mesh):
+  def __init__(self, config, mesh, abstract=False):
     data, negatives = config.data, config.negatives
     self.config = config
     self.image = image_data.load_image(
@@ -55,7 +57,11 @@ class TextureCanvas:
                         else canvas.shape),
         negative_pad=0 if side else data.pad,
         patches_per_image=negatives.get("patches_per_image", 1))
-    self.array = jax.device_put(canvas[None], parallel.replicated(mesh))
+    if abstract:
+      self.array = jax.ShapeDtypeStruct(canvas[None].shape, canvas.dtype,
+                                        sharding=parallel.replicated(mesh))
+    else:
+      self.array = jax.device_put(canvas[None], parallel.replicated(mesh))
 
   def draw(self, array, key, num, size):
     """Crops of the canvas at uniform positions."""
@@ -75,15 +81,20 @@ class ImageSet:
 
   size_field = "data.image_size"
 
-  def __init__(self, config, mesh):
-    images, self.name, self.count = datasets.load_images(
-        config.data, rows=lambda n: parallel.process_rows(n, mesh))
-    shape = images.shape[1:]  # square: load_images cuts a centre square
+  def __init__(self, config, mesh, abstract=False):
+    if abstract:
+      shape, self.name, self.count = datasets.image_shapes(config.data)
+    else:
+      images, self.name, self.count = datasets.load_images(
+          config.data, rows=lambda n: parallel.process_rows(n, mesh))
+      shape = images.shape[1:]  # square: load_images cuts a centre square
     self.shapes = dict(canvas_shape=shape, canvas_pad=0, patch=shape[0],
                        negative_shape=shape, negative_pad=0,
                        patches_per_image=1)
     self.flip = bool(config.data.get("flip", False))
-    self.array = parallel.global_rows(images, self.count, mesh)
+    self.array = (parallel.abstract_rows(self.count, shape, jnp.uint8, mesh)
+                  if abstract else
+                  parallel.global_rows(images, self.count, mesh))
 
   def draw(self, array, key, num, size):
     """Uniform with replacement: random size×size crops (the whole image at

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from introjax import compiled
 from introjax import parallel
 from introjax.errors import ConfigError
 
@@ -68,6 +69,27 @@ def _predict_batch(logits_fn, params, x):
 
 
 _fgsm_batch = jax.jit(fgsm, static_argnums=0)
+
+
+def evaluation_steps(logits_fn, params, image_shape, batch_size, mesh,
+                     fgsm_too, resident=()):
+  """The compiled calls of a classifier's evaluation (introjax/compiled.py):
+  one batch's predictions (test error) and, with `fgsm_too`, its FGSM
+  examples, from abstract `params` and batch; the batch is split over
+  `mesh` when it divides evenly (as `eval.batch_size` is placed), else
+  replicated."""
+  rep = parallel.replicated(mesh)
+  split = parallel.batch_sharding(mesh) if batch_size % mesh.size == 0 else rep
+  x = compiled.array((batch_size, *image_shape), jnp.float32, split)
+  y = compiled.array((batch_size,), jnp.int32, split)
+  steps = [compiled.Step("evaluation (test error)", _predict_batch,
+                         (logits_fn, params, x), resident=resident)]
+  if fgsm_too:
+    scalar = compiled.scalar(jnp.float32, rep)
+    steps.append(compiled.Step("evaluation (FGSM)", _fgsm_batch,
+                               (logits_fn, params, x, y, scalar, scalar,
+                                scalar), resident=resident))
+  return steps
 
 
 def _batches(array, batch_size, sharding=None):

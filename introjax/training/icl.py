@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from introjax import compiled
 from introjax import config_utils
 from introjax import objectives
 from introjax import optim
@@ -86,10 +87,15 @@ class VariantState:
 class IntrospectiveClassifier:
   """The compiled parts of ICL for one config, dataset and device mesh."""
 
-  def __init__(self, config, mesh, train_set=None, test_set=None):
+  def __init__(self, config, mesh, train_set=None, test_set=None,
+               abstract=False):
+    """`abstract`: the data only as shapes, never read (`compiled_steps`)."""
     self.config = config
     self.mesh = mesh
-    if train_set is None:
+    self.abstract = abstract
+    if abstract:
+      train_set, test_set = datasets.classification_shapes(config.data)
+    elif train_set is None:
       # Each process decodes only the training rows its devices hold.
       train_set, test_set = datasets.load_classification(
           config.data, train_rows=lambda n: parallel.process_rows(n, mesh))
@@ -126,15 +132,9 @@ class IntrospectiveClassifier:
     # training set is split over the data axis (zero rows pad it to a
     # multiple of the mesh size; sampling never draws them); batches
     # gather their rows from the devices that hold them.
-    rows = (slice(None) if train_set.total else
-            slice(*parallel.process_rows(self.num_train, mesh)))
-    self.images = parallel.global_rows(train_set.images[rows], self.num_train,
-                                       mesh)
-    self.labels = parallel.global_rows(train_labels[rows], self.num_train,
-                                       mesh)
-    self.test_images = jax.jit(datasets.to_unit_range)(
-        jax.device_put(test_set.images, self._replicated))
-    self.test_labels = jax.device_put(test_labels, self._replicated)
+    (self.images, self.labels, self.test_images,
+     self.test_labels) = datasets.place_classification(
+         train_set, test_set, mesh, train_labels, test_labels, abstract)
 
     # The rate schedule's decay step is an argument of the compiled step
     # (variants' rounds differ in length); the state's layout does not
@@ -195,12 +195,9 @@ class IntrospectiveClassifier:
     self.winn_settings = AscentSettings.from_config(winn.synthesis)
     self.winn_loss = objectives.build_loss(
         "winn_classifier", alpha=winn.alpha, gp_weight=winn.gp_weight)
-    # Every process indexes the whole training split (its rows are on other
-    # hosts' devices, but its labels are N int32s: gathered, a collective).
-    train_labels = parallel.to_host(self.labels)[:self.num_train]
-    table, counts = datasets.class_table(train_labels, self.heads.num_classes)
-    self.class_index = jax.device_put(table, self._replicated)
-    self.class_counts = jax.device_put(counts, self._replicated)
+    self.class_index, self.class_counts = datasets.place_class_table(
+        self.labels, self.num_train, self.heads.num_classes, self.mesh,
+        self.abstract)
 
   # State ----------------------------------------------------------------
 
@@ -369,6 +366,61 @@ class IntrospectiveClassifier:
         self._start(k_init), k_ascent, stopping.PerSampleThreshold(thresholds),
         self.winn_settings)
     return x, stats, thresholds
+
+  def compiled_steps(self):
+    """The compiled calls of a round (per kind of variant) and of the
+    evaluation, with abstract arguments placed as `run_round` places them
+    (introjax/compiled.py)."""
+    targets = self.restore_targets(None)["variants"]
+    rep = self._replicated
+    key, count = compiled.key(rep), compiled.scalar(jnp.int32, rep)
+    train_data = (self.images, self.labels)
+    resident = (targets, train_data, self.test_images, self.test_labels,
+                getattr(self, "class_index", None),
+                getattr(self, "class_counts", None))
+    # The largest round's steps: every variant's epochs over data ∪ pool.
+    last = self.config.rounds
+    steps = []
+    for name in ("icl", "winn", "baseline", "icl_noise"):
+      if name not in targets:
+        continue
+      s = targets[name]
+      watch = {"pool": s["pool"].images, "dataset": self.images}
+      winn = name == "winn"
+      steps.append(compiled.Step(
+          f"classification ({'winn' if winn else 'data ∪ pool'})",
+          self._train, (s["params"], s["opt_state"], s["pool"], train_data,
+                        key, count, count), kwargs={"winn": winn},
+          iterations=self.round_steps(name, last), watch=watch,
+          resident=resident))
+      if winn:
+        steps.append(compiled.Step(
+            "synthesis (winn)", self._winn_negatives,
+            (s["params"], key, self.images, self.class_index,
+             self.class_counts), iterations=self.winn_settings.max_steps,
+            watch=watch, resident=resident))
+      elif name == "icl":
+        steps.append(compiled.Step(
+            "synthesis", self._negatives, (s["params"], key, True),
+            iterations=self.settings.max_steps, watch=watch,
+            resident=resident))
+      if name != "baseline":
+        negatives = compiled.array((self.per_round, *self.image_shape),
+                                   jnp.float32, self._batch)
+        steps.append(compiled.Step("pool update", self._add,
+                                   (s["pool"], negatives, count),
+                                   watch=watch, resident=resident))
+    # Every kind of classification step once: the variants share programs.
+    seen, unique = set(), []
+    for step in steps:
+      if step.name not in seen:
+        seen.add(step.name)
+        unique.append(step)
+    params = next(iter(targets.values()))["params"]
+    return unique + robustness.evaluation_steps(
+        self.heads.class_logits, params, self.image_shape,
+        self.config.eval.batch_size, self.mesh,
+        "fgsm" in evaluators.names(self.config, "final"), resident)
 
   # Evaluation ---------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from flax import struct
 import jax
 import jax.numpy as jnp
 
+from introjax import compiled
 from introjax import generation
 from introjax import objectives
 from introjax import optim
@@ -106,15 +107,16 @@ class TextureTrainer:
   # checkpoint so a saved model samples without reading its data.
   SHAPES = positives_lib.SHAPES
 
-  def __init__(self, config, mesh, shapes=None):
+  def __init__(self, config, mesh, shapes=None, abstract=False):
     """`shapes` (a checkpoint's `shapes` meta): build the model for
-    generation alone, without reading the data (`positive` is None)."""
+    generation alone, without reading the data (`positive` is None).
+    `abstract`: the positives are only their shapes (`compiled_steps`)."""
     self.config = config
     self.mesh = mesh
     self._batch = parallel.batch_sharding(mesh)
     self._replicated = parallel.replicated(mesh)
     if shapes is None:
-      self.positives = self.positives_kind(config, mesh)
+      self.positives = self.positives_kind(config, mesh, abstract=abstract)
       shapes = self.positives.shapes
     else:
       self.positives = None
@@ -430,6 +432,41 @@ class TextureTrainer:
     out, stats = self._generate(self.positive, cascade, canvas,
                                 (float(alpha), int(steps)), key)
     return _crop_center(out, pad)[0], stats
+
+  def compiled_steps(self):
+    """The compiled calls of a round and of the final generation, with
+    abstract arguments placed as `run_round` and `generate` place them
+    (introjax/compiled.py)."""
+    abstract = self._abstract(self.cascade_capacity)
+    state, cascade = abstract["state"], abstract["critics"]
+    rep = self._replicated
+    key, t = compiled.key(rep), compiled.scalar(jnp.int32, rep)
+    watch = {"pool": state["pool"].images}
+    if self.positive.sharding.spec:   # a dataset split over the devices
+      watch["dataset"] = self.positive
+    gen = self.config.generate
+    size = gen.get("size", 0) or self.negative_shape[0]
+    side, num = size + 2 * self.canvas_pad, max(gen.num_images, 1)
+    canvases = compiled.array(
+        (num, side, side, self.canvas_shape[2]), jnp.float32,
+        self._batch if num % self.mesh.size == 0 else rep)
+    # What lives on the devices through a run: counted into every step.
+    common = dict(watch=watch, resident=(abstract, self.positive))
+    return [
+        compiled.Step("classification", self._train_critic,
+                      (self.positive, state["critic"], state["opt_state"],
+                       state["pool"], key, t),
+                      iterations=self.train_steps, **common),
+        compiled.Step("synthesis", self._synthesize,
+                      (self.positive, state["critic"], state["negatives"],
+                       key), iterations=self.settings.max_steps, **common),
+        compiled.Step("pool update", self._add,
+                      (state["pool"], state["negatives"], t), **common),
+        compiled.Step("generation", self._generate,
+                      (self.positive, cascade, canvases, None, key),
+                      iterations=self.cascade_capacity
+                      * self.settings.max_steps, **common),
+    ]
 
   # Evaluation --------------------------------------------------------------
 

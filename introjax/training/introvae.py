@@ -39,6 +39,7 @@ import numpy as np
 import optax
 
 from introjax import checkpoint as ckpt_lib
+from introjax import compiled
 from introjax import optim
 from introjax import parallel
 from introjax.data import datasets
@@ -155,7 +156,10 @@ class IntroVAETrainer:
 
   state_keys = ("train.optimizer", "introvae.objective")
 
-  def __init__(self, config, mesh=None, with_data=True, image_shape=None):
+  def __init__(self, config, mesh=None, with_data=True, image_shape=None,
+               abstract=False):
+    """`with_data=False` with `image_shape`: a saved model; `abstract`: the
+    training images only as shapes, never read (`compiled_steps`)."""
     check_config(config)
     self.config = config
     self.mesh = mesh or parallel.make_mesh()
@@ -168,7 +172,14 @@ class IntroVAETrainer:
     self.count = 0
     self.images = None
     self.heldout = None
-    if with_data:
+    if abstract:
+      image_shape, name, self.count = datasets.image_shapes(config.data)
+      if config.data.source == "lfw_subset":   # the last faces are held out
+        self.count -= config.data.holdout
+      self.data_description = f"{name} ({self.count} training images)"
+      self.images = parallel.abstract_rows(self.count, image_shape, jnp.uint8,
+                                           self.mesh)
+    elif with_data:
       local, self.count, held, self.data_description = load_data(
           config, self.mesh, train=True)
       if self.count < self.batch_size:
@@ -352,6 +363,30 @@ class IntroVAETrainer:
     carry, per_step = jax.lax.scan(
         lambda c, k: self.step(c, k, images, alpha, margin), carry, keys)
     return IntroVAEState(*carry, margin), per_step
+
+  def compiled_steps(self):
+    """A round's program and the evaluation's encode/decode calls, with
+    abstract arguments placed as `run_round` and `evaluate` place them
+    (introjax/compiled.py)."""
+    state, rep = self._abstract(), self._replicated
+    f32 = compiled.scalar(jnp.float32, rep)
+    held = self.config.data.holdout
+    # evaluate() encodes every held-out image in one call, and the
+    # reconstructions' and samples' decodes: whole on every device.
+    heldout = compiled.array((held, *self.image_shape), jnp.float32, rep)
+    latents = compiled.array((max(held, self.config.eval.num_images),
+                              self.latent_dim), jnp.float32, rep)
+    common = dict(watch={"dataset": self.images},
+                  resident=(state, self.images))
+    return [
+        compiled.Step("training (E then G)", self._round,
+                      (state, self.images, compiled.key(rep), f32, f32),
+                      iterations=self.steps_per_round, **common),
+        compiled.Step("evaluation (encode held-out)", self._encode,
+                      (state.encoder, heldout), **common),
+        compiled.Step("evaluation (decode)", self._decode,
+                      (state.generator, latents), **common),
+    ]
 
   # Generation ------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from introjax import compiled
 from introjax import config_utils
 from introjax import objectives
 from introjax import optim
@@ -121,14 +122,19 @@ class SynthesizeItClassifier:
   """The compiled parts of STIC for one config, dataset and device mesh."""
 
   def __init__(self, config, mesh, train_set=None, test_set=None,
-               shapes=None):
+               shapes=None, abstract=False):
+    """`shapes` (a checkpoint's): a saved model, no data (introjax.sample);
+    `abstract`: the data only as shapes, never read (`compiled_steps`)."""
     self.config = config
     self.mesh = mesh
+    self.abstract = abstract
     stic = config.stic
     self.variants = config_utils.check_variants(stic.variants, VARIANTS,
                                                  "stic.variants")
     _check_settings(config)
-    if shapes is None and train_set is None:
+    if abstract:
+      train_set, test_set = datasets.classification_shapes(config.data)
+    elif shapes is None and train_set is None:
       train_set, test_set = datasets.load_classification(
           config.data, train_rows=lambda n: parallel.process_rows(n, mesh))
     if shapes is not None:   # a saved model: no data (introjax.sample)
@@ -166,19 +172,11 @@ class SynthesizeItClassifier:
                  train_set=True, generated_side=min(self.image_shape[:2]))
     evaluators.check(config, "this STIC run", has)
 
-    rows = (slice(None) if train_set.total else
-            slice(*parallel.process_rows(self.num_train, mesh)))
-    self.images = parallel.global_rows(train_set.images[rows], self.num_train,
-                                       mesh)
-    self.labels = parallel.global_rows(train_set.labels[rows], self.num_train,
-                                       mesh)
-    self.test_images = jax.jit(datasets.to_unit_range)(
-        jax.device_put(test_set.images, self._replicated))
-    self.test_labels = jax.device_put(test_set.labels, self._replicated)
-    train_labels = parallel.to_host(self.labels)[:self.num_train]
-    table, counts = datasets.class_table(train_labels, self.k)
-    self.class_index = jax.device_put(table, self._replicated)
-    self.class_counts = jax.device_put(counts, self._replicated)
+    (self.images, self.labels, self.test_images,
+     self.test_labels) = datasets.place_classification(
+         train_set, test_set, mesh, abstract=abstract)
+    self.class_index, self.class_counts = datasets.place_class_table(
+        self.labels, self.num_train, self.k, mesh, abstract)
 
     self.references = self._reference_bank(stic.references_per_class)
     self.loss = objectives.build_loss("vrm", num_classes=self.k)
@@ -195,6 +193,9 @@ class SynthesizeItClassifier:
     if per_class < 1:
       raise ConfigError(f"stic.references_per_class={per_class} must be ≥ 1 "
                         "(real images per class kept for sampling).")
+    if self.abstract:
+      return jax.ShapeDtypeStruct((self.k, per_class, *self.image_shape),
+                                  jnp.float32, sharding=self._replicated)
     rows = jnp.take_along_axis(
         self.class_index,
         jnp.arange(per_class)[None] % self.class_counts[:, None], axis=1)
@@ -318,13 +319,16 @@ class SynthesizeItClassifier:
 
   # Synthesis ----------------------------------------------------------------
 
-  def targets_and_references(self, first, second, lam):
+  def targets_and_references(self, first, second, lam, train_data=None):
     """Each chain's soft target over K + 1 classes (0 on the fake class)
-    and its Gram reference image λ·x_first + (1 − λ)·x_second."""
-    images = lambda rows: datasets.to_unit_range(self.images[rows])
+    and its Gram reference image λ·x_first + (1 − λ)·x_second, from
+    `train_data` (the split training images and labels; default: this
+    run's)."""
+    train_images, train_labels = train_data or (self.images, self.labels)
+    images = lambda rows: datasets.to_unit_range(train_images[rows])
     lam_x = lam.reshape((-1,) + (1,) * len(self.image_shape))
     references = lam_x * images(first) + (1 - lam_x) * images(second)
-    onehot = lambda rows: jax.nn.one_hot(self.labels[rows], self.k + 1)
+    onehot = lambda rows: jax.nn.one_hot(train_labels[rows], self.k + 1)
     targets = (lam[:, None] * onehot(first) +
                (1 - lam[:, None]) * onehot(second))
     return targets, references
@@ -345,7 +349,7 @@ class SynthesizeItClassifier:
                       network.encode(params, x0), key, self.rule, settings)
     return network.decode(params, z), stats
 
-  def _fresh_conditioning(self, key, n):
+  def _fresh_conditioning(self, key, n, class_index, class_counts):
     """New (first, second, λ) for every slot: slot s < K·chains_per_class is
     a class chain of class s mod K (one random image of it, λ = 1), the
     rest mixup chains of two random images, λ ~ Beta(α, α)."""
@@ -353,8 +357,8 @@ class SynthesizeItClassifier:
     k_row, k_a, k_b, k_lam = jax.random.split(key, 4)
     slot = jnp.arange(n)
     cls = slot % self.k
-    pick = jax.random.randint(k_row, (n,), 0, self.class_counts[cls])
-    of_class = self.class_index[cls, pick]
+    pick = jax.random.randint(k_row, (n,), 0, class_counts[cls])
+    of_class = class_index[cls, pick]
     is_class = slot < self.k * stic.chains_per_class
     a = jax.random.randint(k_a, (n,), 0, self.num_train)
     b = jax.random.randint(k_b, (n,), 0, self.num_train)
@@ -362,14 +366,19 @@ class SynthesizeItClassifier:
     return (jnp.where(is_class, of_class, a), jnp.where(is_class, of_class, b),
             jnp.where(is_class, 1.0, lam))
 
-  def _synthesize_fn(self, params, chains, key, pass_index, variant):
+  def _synthesize_fn(self, params, chains, key, pass_index, train_data,
+                     class_index, class_counts, variant):
     """Every chain restarts from p0 (and new conditioning) with probability
-    p, then all run the sampler; returns the new chains and the stats."""
+    p, then all run the sampler; returns the new chains and the stats. The
+    data are arguments: a jitted function closing over them would bake the
+    training set into its program (and a multi-host array cannot be a
+    constant)."""
     n = chains.pool.images.shape[0]
     k_draw, k_cond, k_p0, k_run = jax.random.split(key, 4)
     slots, restart = pool_lib.draw_persistent(
         chains.pool, k_draw, None, self.config.stic.restart_probability)
-    first, second, lam = self._fresh_conditioning(k_cond, n)
+    first, second, lam = self._fresh_conditioning(k_cond, n, class_index,
+                                                  class_counts)
     first = jnp.where(restart, first, chains.first)
     second = jnp.where(restart, second, chains.second)
     lam = jnp.where(restart, lam, chains.lam)
@@ -377,7 +386,8 @@ class SynthesizeItClassifier:
                    self.p0(k_p0, n, self.image_shape),
                    chains.pool.images)
     x0 = jax.lax.with_sharding_constraint(x0, self._batch)
-    targets, references = self.targets_and_references(first, second, lam)
+    targets, references = self.targets_and_references(first, second, lam,
+                                                      train_data)
     x, stats = self._run_chains(params, x0, targets, references, k_run,
                                 self.settings, variant)
     pool = pool_lib.write_back(chains.pool, slots, x, pass_index)
@@ -430,6 +440,37 @@ class SynthesizeItClassifier:
     refined, _ = self._refine(s.params, x, targets, references, key,
                               variant=variant)
     return parallel.to_host(x), parallel.to_host(refined)
+
+  def compiled_steps(self):
+    """Each variant's fit and synthesis calls and the evaluation, with
+    abstract arguments placed as `run_round` places them
+    (introjax/compiled.py)."""
+    targets = self.restore_targets(None)
+    rep = self._replicated
+    key, t = compiled.key(rep), compiled.scalar(jnp.int32, rep)
+    train_data = (self.images, self.labels)
+    resident = (targets, train_data, self.test_images, self.test_labels,
+                self.class_index, self.class_counts)
+    steps = []
+    for v, s in targets["variants"].items():
+      watch = {"pool": s["chains"].pool.images, "dataset": self.images}
+      steps.append(compiled.Step(
+          f"classification ({v})", self._train,
+          (s["params"], s["opt_state"], s["chains"], train_data, key),
+          kwargs={"variant": v}, iterations=self.config.stic.steps_per_pass,
+          watch=watch, resident=resident))
+      if synthesises(v):
+        steps.append(compiled.Step(
+            f"synthesis ({v}: {self.num_chains[v]} chains)", self._synthesize,
+            (s["params"], s["chains"], key, t, train_data, self.class_index,
+             self.class_counts), kwargs={"variant": v},
+            iterations=self.settings.max_steps,
+            watch=watch, resident=resident))
+    first, variant = next(iter(targets["variants"].items()))
+    return steps + robustness.evaluation_steps(
+        self.real_logits(first), variant["params"], self.image_shape,
+        self.config.eval.batch_size, self.mesh,
+        "fgsm" in evaluators.names(self.config, "final"), resident)
 
   # Evaluation -------------------------------------------------------------
 
@@ -596,8 +637,9 @@ class SynthesizeItClassifier:
       m = {k: float(val) for k, val in train_metrics.items()}
       chains = s.chains
       if synthesises(v):
-        chains, stats = self._synthesize(params, chains, k_syn, round_index,
-                                         variant=v)
+        chains, stats = self._synthesize(
+            params, chains, k_syn, round_index, (self.images, self.labels),
+            self.class_index, self.class_counts, variant=v)
         m.update(self._synthesis_metrics(stats, v, round_index))
       if evaluators.due(self.config, round_index):
         m.update(evaluators.evaluate(self.config, "per_round",

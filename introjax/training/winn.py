@@ -33,14 +33,14 @@ class TextureWINN(igm.TextureTrainer):
   """WINN on a texture: `cascade.critics` critics, each trained for an equal
   share of the rounds."""
 
-  def __init__(self, config, mesh, shapes=None):
+  def __init__(self, config, mesh, shapes=None, abstract=False):
     cascade, rounds = config.cascade.critics, config.rounds
     if cascade < 1 or rounds % cascade:
       raise ConfigError(
           f"cascade.critics={cascade} must be ≥ 1 and divide rounds={rounds}, "
           "as each critic of the cascade trains for rounds/cascade rounds; "
           "set rounds to a multiple of cascade.critics.")
-    super().__init__(config, mesh, shapes)
+    super().__init__(config, mesh, shapes, abstract)
 
   def member_state_keys(self):
     # Where each cascade ends depends on `rounds` once there are several.
