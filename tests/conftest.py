@@ -9,6 +9,12 @@ import tempfile
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
     tempfile.gettempdir(), f"introjax-tests-xla-cache-{os.getuid()}"))
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
+# libtpu is installed for tests/test_aot.py's compiles; on a machine with no
+# accelerator every JAX process would otherwise try to bring up a TPU first
+# (and print libtpu's warnings). A TPU or GPU machine keeps JAX's own choice.
+if not any(os.path.exists(d) for d in ("/dev/accel0", "/dev/vfio/0",
+                                       "/dev/nvidia0")):
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # pylint: disable=wrong-import-position
 import numpy as np
