@@ -14,6 +14,8 @@ adds what is missing and keeps what the file set:
                        `eval.inception_weights` to name the weights file
   log.report           every trainer: write <workdir>/report (report.md and
                        its plots, introjax/report.py) when the run ends
+  eval.kid_*, pr_k,    kid, precision_recall and semisup's settings
+  eval.semisup_*
 """
 import ml_collections
 
@@ -27,7 +29,14 @@ def evaluation():
           "every_rounds": 1,
           "inception_weights": "",
           "inception_splits": 10,   # Inception score parts (≤ the images)
-          "inception_batch": 50}    # images per Inception forward pass
+          "inception_batch": 50,    # images per Inception forward pass
+          "kid_subsets": 100,       # KID: subsets averaged (eval/features.py)
+          "kid_subset_size": 1000,  #   of this many images of each set
+          "pr_k": 3,                # precision/recall: the k-th neighbour
+          "semisup_labelled": 1000,  # IGM §4.5: labelled examples per SVM,
+          "semisup_heldout": 10000,  #   held-out ones choosing C,
+          "semisup_svms": 100,       #   SVMs averaged (eval/semisup.py),
+          "semisup_selection_draws": 5}  # labelled draws per C tried
 
 
 def complete(c):

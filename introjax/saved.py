@@ -1,6 +1,7 @@
 """Trained models restored from a training workdir, for the commands that
-use them without training (introjax.sample, introjax.compare): texture and
-image models with their cascades, and STIC classifiers.
+use them without training (introjax.sample, introjax.compare,
+introjax.evaluate): texture and image models with their cascades, STIC
+classifiers, and the networks of any critic or classifier.
 """
 import ml_collections
 
@@ -8,7 +9,9 @@ from introjax import checkpoint as ckpt_lib
 from introjax import parallel
 from introjax.errors import UserError
 from introjax.members import sampling_members
+from introjax.models import cascade as cascade_lib
 from introjax.sampling import stopping
+from introjax.training import icl
 from introjax.training import stic
 
 
@@ -84,3 +87,39 @@ def load_classifier(workdir, round_index=None):
     checkpoints.close()
   params = {v: p["params"] for v, p in items["variants"].items()}
   return model, params, items["references"]["images"], round_index
+
+
+def load_networks(workdir, round_index=None):
+  """(config, {name: (flax module, params)}, input shape (H, W, C), round):
+  the networks of any saved critic or classifier, for evaluators that read
+  their convolutions (the semi-supervised protocol). A cascade gives its
+  last trained critic; ICL and STIC every variant. ICL reads its training
+  data to rebuild the run."""
+  trainer = saved_trainer(workdir)
+  if trainer in sampling_members():
+    model, cascade, round_index = load_model(workdir, round_index)
+    last = int(cascade.count) - 1
+    shape = (model.patch, model.patch, model.canvas_shape[2])
+    return (model.config, {f"critic{last}": (
+        model.critic, cascade_lib.critic(cascade, last))}, shape, round_index)
+  if trainer == "stic":
+    model, params, _, round_index = load_classifier(workdir, round_index)
+    return (model.config, {v: (model.network, p) for v, p in params.items()},
+            tuple(model.image_shape), round_index)
+  if trainer == "icl":
+    checkpoints = ckpt_lib.Checkpointer(workdir)
+    try:
+      round_index, meta = _latest_meta(checkpoints, workdir, round_index)
+      config = ml_collections.ConfigDict(meta["config"])
+      if config.icl.mode == "one_vs_all":
+        raise UserError(f"{workdir} holds one_vs_all classifiers (K "
+                        "networks each); evaluate a softmax or binary run.")
+      model = icl.IntrospectiveClassifier(config, parallel.make_mesh())
+      items = checkpoints.restore(round_index, model.restore_targets(meta))
+    finally:
+      checkpoints.close()
+    return (config, {v: (model.heads.network, p["params"])
+                     for v, p in items["variants"].items()},
+            tuple(model.image_shape), round_index)
+  raise UserError(f"{workdir} holds a {trainer!r} model, which has no critic "
+                  "or classifier to read features from.")

@@ -65,7 +65,8 @@ def test_names_a_member_cannot_serve_are_refused_before_training():
     TextureIGM(config, parallel.make_mesh())
   config.eval.per_round = "swd,fidd"
   with pytest.raises(ConfigError, match=r"'fidd'; the evaluators are cls_g, "
-                     r"cls_r, fgsm, fid, ms_ssim, swd, test_error"):
+                     r"cls_r, fgsm, fid, kid, ms_ssim, precision_recall, semisup, swd, "
+                     r"test_error"):
     TextureIGM(config, parallel.make_mesh())
   # SWD's one level of 7×7 descriptors needs at least 8×8 images (the
   # digits' size).

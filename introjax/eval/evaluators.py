@@ -18,6 +18,17 @@
               classifies the real test set                  (eval/judge.py)
   ms_ssim     sample diversity: the mean MS-SSIM over pairs of generated
               images (lower: more diverse; near 1: collapse) (eval/msssim.py)
+  kid         kernel Inception distance with its deviation over subsets,
+  precision_recall  and k-NN precision and recall (Kynkäänniemi et al.),
+              of the generated images against as many real ones, on
+              Inception features when eval.inception_weights is set, else
+              on a judge classifier's trained on the labelled training set;
+              keys name the network: kid[inception], recall[judge:digits]
+                                                           (eval/features.py)
+  semisup     IGM §4.5's semi-supervised protocol: L2-SVMs on 1,000
+              labelled examples of each network's last three
+              convolutions' features, test error mean ± std over 100
+              (eval/semisup.py)
 
 A member describes what it has to show as a `Subject`; each evaluator says
 what it needs from one (`needs`), so a name a member cannot serve is refused
@@ -30,10 +41,12 @@ import jax
 import numpy as np
 
 from introjax.errors import ConfigError
+from introjax.eval import features
 from introjax.eval import fid as fid_lib
 from introjax.eval import judge
 from introjax.eval import msssim
 from introjax.eval import robustness
+from introjax.eval import semisup
 from introjax.eval.images import center_crop
 from introjax.eval.swd import sliced_wasserstein
 
@@ -53,7 +66,9 @@ class Subject:
     projections), so rounds differ only by what they made.
   generated_labels: (N,) the class each generated image was made for.
   train_set: (images in [-1, 1], labels) of the real training data;
-    num_classes their class count.
+    num_classes their class count; dataset its name (for the judge's key).
+  networks: name -> (flax module, params) whose convolutions the semisup
+    evaluator reads (a critic or a classifier).
   """
   generated: Optional[np.ndarray] = None
   generated_pad: int = 0
@@ -68,6 +83,9 @@ class Subject:
   generated_labels: Optional[np.ndarray] = None
   train_set: Optional[Tuple[np.ndarray, np.ndarray]] = None
   num_classes: int = 0
+  dataset: str = ""
+  networks: Dict[str, Tuple[object, object]] = dataclasses.field(
+      default_factory=dict)
 
 
 # What each need means, for the sentence that refuses an evaluator.
@@ -76,7 +94,8 @@ _NEEDS = {"generated": "generated images",
           "classifiers": "a classifier",
           "test_set": "a labelled test set",
           "generated_labels": "labelled generated images",
-          "train_set": "a labelled training set"}
+          "train_set": "a labelled training set",
+          "networks": "a convolutional network to read features from"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +128,8 @@ def check(config, member, has, stages=("per_round", "final")):
   """Refuses, before training, an evaluator that `member` (its name in the
   sentence) cannot serve. `has`:
   a dict of the Subject fields it provides (True), with `generated_side`
-  (the smallest side of what it generates) when it generates. Also refuses Inception weights set with `fid` unnamed."""
+  (the smallest side of what it generates) when it generates. Also refuses
+  Inception weights set with no evaluator that uses them."""
   chosen = set()
   for stage in stages:
     for name in names(config, stage):
@@ -127,10 +147,10 @@ def check(config, member, has, stages=("per_round", "final")):
       ev.check(config, has)
       chosen.add(name)
   weights = (config.get("eval") or {}).get("inception_weights", "")
-  if weights and "fid" not in chosen:
+  if weights and not chosen & {"fid", "kid", "precision_recall"}:
     raise ConfigError(
-        "eval.inception_weights is set but no eval stage names 'fid'; add "
-        "it, e.g. --config.eval.per_round=swd,fid.")
+        "eval.inception_weights is set but no eval stage names 'fid', 'kid' "
+        "or 'precision_recall'; add one, e.g. --config.eval.per_round=swd,fid.")
   if "generated" in has and "fid" not in chosen:
     fid_lib.log_how_to_enable()
 
@@ -271,3 +291,78 @@ def _ms_ssim(subject, config):
   images = subject.generated
   size = min(images.shape[1:3]) - 2 * subject.generated_pad
   return {"ms_ssim": msssim.diversity(center_crop(images, size))}
+
+
+def _check_feature_net(config, has):
+  weights = (config.get("eval") or {}).get("inception_weights", "")
+  if weights:
+    fid_lib.inception_params(weights)   # a bad file: now
+  elif "train_set" not in has:
+    raise ConfigError(
+        "kid and precision_recall compare features of a network, and this "
+        "member has no labelled training set to train a judge on; set "
+        "--config.eval.inception_weights to pytorch-fid's "
+        f"pt_inception-2015-12-05-6726825d.pth ({fid_lib.inception.WEIGHTS_URL})"
+        " or an .npz converted from it.")
+
+
+def feature_net(subject, config):
+  """The network kid and precision_recall compare features of: Inception
+  with eval.inception_weights, else a judge trained on the subject's
+  labelled training set."""
+  section = config.get("eval") or {}
+  if section.get("inception_weights", ""):
+    return features.inception_net(
+        fid_lib.inception_params(section.inception_weights),
+        section.get("inception_batch", 50))
+  if subject.train_set is None:
+    _check_feature_net(config, {})
+  images, labels = subject.train_set
+  return features.judge_net(subject.dataset or "data", images, labels,
+                            subject.num_classes, config)
+
+
+def _feature_sets(subject, config):
+  """(network name, real features, generated features): the generated
+  images' content against as many real images of its size."""
+  net = feature_net(subject, config)
+  images = subject.generated
+  size = min(images.shape[1:3]) - 2 * subject.generated_pad
+  real = subject.real(subject.key, images.shape[0], size)
+  return (net.name, net.features(np.asarray(real)),
+          net.features(center_crop(images, size)))
+
+
+@register("kid", needs=("generated", "real"), check=_check_feature_net)
+def _kid(subject, config):
+  """{"kid[<net>]": the unbiased MMD², "kid_std[<net>]": its deviation over
+  eval.kid_subsets subsets of eval.kid_subset_size}."""
+  section = config.get("eval") or {}
+  name, real, fake = _feature_sets(subject, config)
+  return features.tagged(features.kid(
+      real, fake, int(section.get("kid_subsets", 100)),
+      int(section.get("kid_subset_size", 1000))), name)
+
+
+@register("precision_recall", needs=("generated", "real"),
+          check=_check_feature_net)
+def _precision_recall(subject, config):
+  """{"precision[<net>]", "recall[<net>]"} with eval.pr_k neighbours."""
+  name, real, fake = _feature_sets(subject, config)
+  k = int((config.get("eval") or {}).get("pr_k", 3))
+  return features.tagged(features.precision_recall(real, fake, k), name)
+
+
+@register("semisup", needs=("networks", "train_set", "test_set"))
+def _semisup(subject, config):
+  """{"semisup_error[<network>]" (%), "semisup_error_std[<network>]",
+  "semisup_c[<network>]"} for every network of the subject."""
+  settings = semisup.Settings.from_config(config)
+  metrics = {}
+  for name, (module, params) in subject.networks.items():
+    result = semisup.evaluate(module, params, subject.train_set,
+                              subject.test_set, settings, subject.batch_size)
+    metrics.update({f"semisup_error[{name}]": result["error"],
+                    f"semisup_error_std[{name}]": result["error_std"],
+                    f"semisup_c[{name}]": result["C"]})
+  return metrics

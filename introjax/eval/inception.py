@@ -437,16 +437,32 @@ def _forward(params, images, resize_to):
   return FIDInceptionV3(resize_to).apply({"params": params}, images)
 
 
+def quantize_uint8(images):
+  """[−1, 1] images as pytorch-fid sees them: saved as 8-bit PNGs
+  (torchvision's save_image: ×255, +0.5, clamp, truncate) and read back,
+  on [−1, 1] again."""
+  levels = np.clip(np.floor((np.asarray(images, np.float32) + 1.0) * 127.5
+                            + 0.5), 0, 255)
+  return (levels / 127.5 - 1.0).astype(np.float32)
+
+
 def inception_features(model_params, images, batch=50,
-                       resize_to=INPUT_SIZE):
+                       resize_to=INPUT_SIZE, quantize=True):
   """pool3 features (N, 2048) and logits (N, 1008), float64 NumPy, of NHWC
   images in [−1, 1] (1 or 3 channels; grey is repeated to RGB), `batch`
-  images per jitted call (the last one padded, so one compilation)."""
+  images per jitted call (the last one padded, so one compilation).
+
+  As pytorch-fid: the network is in inference mode (its BatchNorm uses the
+  stored statistics: `FrozenBatchNorm`), the images are first quantised to
+  uint8 (`quantize_uint8`; `quantize=False` feeds them as they are) and
+  resized bilinearly to 299×299 inside the network."""
   images = np.asarray(images, np.float32)
   if images.ndim != 4 or images.shape[-1] not in (1, 3) or not len(images):
     raise ImageError(f"Inception features need (N, H, W, 1 or 3) images, "
                      f"N ≥ 1, but got shape {images.shape}; pass grey or "
                      "RGB images in [-1, 1].")
+  if quantize:
+    images = quantize_uint8(images)
   if images.shape[-1] == 1:
     images = np.repeat(images, 3, axis=-1)
   if not MIN_RESIZE <= resize_to:

@@ -28,7 +28,7 @@ _BATCH = 64
 _REAL_JUDGES = {}   # (id of the images, settings) -> (images, params)
 
 
-def _settings(config):
+def settings(config):
   ev = config.get("eval") or {}
   return (int(ev.get("judge_steps", 500)),
           tuple(ev.get("judge_features", (32, 64, 128))),
@@ -38,6 +38,14 @@ def _settings(config):
 def train_judge(images, labels, num_classes, steps, features, seed):
   """(logits_fn, params) of a conv net trained on `images` in [-1, 1]
   (N, H, W, C) with integer `labels`."""
+  net, params = train_judge_network(images, labels, num_classes, steps,
+                                    features, seed)
+  return classifiers.classifier_logits(net), params
+
+
+def train_judge_network(images, labels, num_classes, steps, features, seed):
+  """(module, params) of the judge `train_judge` trains (the module, for
+  reading its convolutions: eval/features.py)."""
   net = classifiers.build_classifier(ml_collections.ConfigDict(
       {"name": "icl_conv", "features": features, "kernel_size": 5}),
       num_classes)
@@ -59,7 +67,7 @@ def train_judge(images, labels, num_classes, steps, features, seed):
                            steps)
     return params
 
-  return logits_fn, run(params, jax.random.fold_in(key, 1))
+  return net, run(params, jax.random.fold_in(key, 1))
 
 
 def accuracy(logits_fn, params, images, labels, batch_size=500):
@@ -69,12 +77,12 @@ def accuracy(logits_fn, params, images, labels, batch_size=500):
 
 def _real_judge(subject, config):
   images, labels = subject.train_set
-  settings = _settings(config)
-  cache_key = (id(images),) + settings
+  chosen = settings(config)
+  cache_key = (id(images),) + chosen
   if cache_key not in _REAL_JUDGES:
     # The images ride along so their id is not reused while cached.
     _REAL_JUDGES[cache_key] = (images, train_judge(
-        images, labels, subject.num_classes, *settings))
+        images, labels, subject.num_classes, *chosen))
   return _REAL_JUDGES[cache_key][1]
 
 
@@ -91,5 +99,5 @@ def cls_g(subject, config):
   test_images, test_labels = subject.test_set
   logits_fn, params = train_judge(
       subject.generated, subject.generated_labels, subject.num_classes,
-      *_settings(config))
+      *settings(config))
   return {"cls_g": accuracy(logits_fn, params, test_images, test_labels)}
