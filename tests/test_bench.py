@@ -409,12 +409,13 @@ def test_introvae_torch_port_takes_our_step():
   key = jax.random.PRNGKey(6)
   eps = jax.random.normal(jax.random.split(key, 3)[0], z_p.shape)
 
-  (loss_e, (z, _)), grads_e = jax.value_and_grad(
-      trainer.encoder_loss, has_aux=True)(state.encoder, state.generator, x,
-                                          z_p, key, alpha, margin)
+  # Compiled: op by op, the networks' custom convolutions cost more.
+  (loss_e, (z, _)), grads_e = jax.jit(jax.value_and_grad(
+      trainer.encoder_loss, has_aux=True))(state.encoder, state.generator, x,
+                                           z_p, key, alpha, margin)
   updates, _ = trainer.tx_e.update(grads_e, trainer.tx_e.init(state.encoder))
   encoder = optax.apply_updates(state.encoder, updates)
-  loss_g, grads_g = jax.value_and_grad(trainer.generator_loss)(
+  loss_g, grads_g = jax.jit(jax.value_and_grad(trainer.generator_loss))(
       state.generator, encoder, x, z, z_p, key, alpha)
   updates, _ = trainer.tx_g.update(grads_g,
                                    trainer.tx_g.init(state.generator))
