@@ -45,6 +45,17 @@ target cross-entropy over K + 1 classes) of `--batch` real images, as many
 mixup images of them and as many fakes (3 × batch rows a step); real
 images/s (the batch, as the paper counts its batch of 50).
 
+`introvae`: IntroVAE's training iteration (Algorithm 1: the E update, then
+the G update through the updated encoder, two Adams) on `--patch`² RGB
+images (default 64; 128 …), batch 8 by default (§4.1), with
+configs/introvae_celeba.py:<patch>'s network (Appendix B widths, or
+`--features` for other widths; latent, m, α, β of that size, 64²'s for
+sizes the config has not). JAX runs `--steps` iterations as the trainer's
+compiled round (`IntroVAETrainer.round_fn`, one `scan`); the reference is
+introjax/torch_introvae.py, the same networks in eager PyTorch with the
+official code's losses, the same forward/backward passes and our initial
+weights; training images/s.
+
 Precisions: `fp32`; `bf16` computes in bfloat16 while parameters, optimiser
 state and the synthesized images stay float32 (JAX: the models' `dtype`;
 PyTorch: `torch.autocast(..., dtype=torch.bfloat16)`).
@@ -70,7 +81,7 @@ from absl import flags
 from introjax import paths
 
 WORKLOADS = ("synthesis", "cascade", "classifier", "class_synthesis",
-             "grmala", "stic_classifier")
+             "grmala", "stic_classifier", "introvae")
 PRECISIONS = ("fp32", "bf16")
 MODES = ("softmax", "one_vs_all")
 
@@ -82,7 +93,8 @@ _CLASSES = flags.DEFINE_integer("classes", 10, "Classes (classifier work).")
 _CRITICS = flags.DEFINE_integer("critics", 4, "cascade: critics climbed.")
 _BACKEND = flags.DEFINE_enum("backend", "both", ["jax", "torch", "both"],
                              "Which implementation(s).")
-_BATCH = flags.DEFINE_list("batch", ["100"], "Batch sizes, e.g. 100,1024,8192.")
+_BATCH = flags.DEFINE_list("batch", None, "Batch sizes, e.g. 100,1024,8192 "
+                           "(default 100; introvae: 8, as §4.1).")
 _PRECISION = flags.DEFINE_list("precision", ["fp32"],
                                "Compute precisions: fp32 and/or bf16.")
 _PATCH = flags.DEFINE_integer(
@@ -91,8 +103,9 @@ _PATCH = flags.DEFINE_integer(
 _CHANNELS = flags.DEFINE_integer(
     "channels", None, "Channels of each sample (default: 3 textures, 1 "
     "classifier).")
-_FEATURES = flags.DEFINE_list("features", ["64", "128", "256", "512"],
-                              "Network widths.")
+_FEATURES = flags.DEFINE_list(
+    "features", None, "Network widths (default 64,128,256,512; introvae: "
+    "Appendix B's widths for --patch).")
 _STEPS = flags.DEFINE_integer("steps", 20, "Steps per timed run.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs (median reported).")
 _JSON = flags.DEFINE_string("json", None, "Also write the rows here.")
@@ -101,10 +114,13 @@ LEARNING_RATE, B1, B2, EPS = 0.1, 0.5, 0.999, 1e-8
 CLASS_LEARNING_RATE = 0.01
 _INPUTS = {"synthesis": (64, 3), "cascade": (64, 3), "classifier": (28, 1),
            "class_synthesis": (28, 1), "grmala": (28, 1),
-           "stic_classifier": (28, 1)}
+           "stic_classifier": (28, 1), "introvae": (64, 3)}
 _UNITS = {"synthesis": "sample-steps/s", "cascade": "sample-steps/s",
           "classifier": "images/s", "class_synthesis": "sample-steps/s",
-          "grmala": "sample-steps/s", "stic_classifier": "images/s"}
+          "grmala": "sample-steps/s", "stic_classifier": "images/s",
+          "introvae": "images/s"}
+FEATURES = (64, 128, 256, 512)
+DEFAULT_BATCH = {"introvae": 8}   # §4.1; every other workload: 100
 GRMALA_STEP, GRMALA_NOISE, GRAM_WEIGHT = 0.1, 0.01, 3.0
 
 # Dense (no sparsity) peak FLOP/s per chip by `device.device_kind`, matched
@@ -379,11 +395,66 @@ def _jax_stic_classifier(spec):
   return train, args, step, args, spec.steps
 
 
+_INTROVAE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "configs", "introvae_celeba.py")
+
+
+def _introvae_celeba():
+  """configs/introvae_celeba.py as a module (its SETTINGS and get_config)."""
+  import importlib.util
+  module_spec = importlib.util.spec_from_file_location("_introvae_celeba",
+                                                       _INTROVAE_CONFIG)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
+def introvae_config(spec):
+  """configs/introvae_celeba.py:<patch> (64's settings for other sizes)
+  with the spec's widths, batch, channels and precision."""
+  celeba = _introvae_celeba()
+  c = celeba.get_config(str(spec.patch if spec.patch in celeba.SETTINGS
+                            else 64))
+  c.data.image_size, c.data.channels = spec.patch, spec.channels
+  c.model.channels = tuple(spec.features)
+  c.train.batch_size, c.train.epochs_per_round = spec.batch, 1
+  c.dtype = "bfloat16" if spec.precision == "bf16" else "float32"
+  return c
+
+
+def introvae_trainer(spec):
+  """(trainer, its initial state, the training images (N, S, S, C) uint8):
+  `spec.steps` batches' worth of random images, so that one round is
+  `spec.steps` iterations."""
+  import numpy as np
+  from introjax.training.introvae import IntroVAETrainer
+  images = np.random.default_rng(1).integers(
+      0, 256, (spec.steps * spec.batch, spec.patch, spec.patch,
+               spec.channels), dtype=np.uint8)
+  trainer = IntroVAETrainer(introvae_config(spec), images=images)
+  return trainer, trainer.init_state(), images
+
+
+def _jax_introvae(spec):
+  import jax
+  import jax.numpy as jnp
+  trainer, state, _ = introvae_trainer(spec)
+  iv = trainer.config.introvae
+  args = (state, trainer.images, jax.random.PRNGKey(2), jnp.float32(iv.alpha),
+          jnp.float32(float(iv.margin)))
+
+  def one_step(state, images, key, alpha, margin):
+    carry = (state.encoder, state.generator, state.opt_e, state.opt_g)
+    return trainer.step(carry, key, images, alpha, margin)
+  return trainer.round_fn, args, one_step, args, spec.steps
+
+
 _JAX_BUILDERS = {"synthesis": _jax_synthesis, "cascade": _jax_cascade,
                  "classifier": _jax_classifier,
                  "class_synthesis": _jax_class_synthesis,
                  "grmala": _jax_grmala,
-                 "stic_classifier": _jax_stic_classifier}
+                 "stic_classifier": _jax_stic_classifier,
+                 "introvae": _jax_introvae}
 
 
 def _flops(compiled):
@@ -649,11 +720,37 @@ def _torch_stic_classifier(spec, device):
   return run
 
 
+def _torch_introvae(spec, device):
+  import contextlib
+  import torch
+  from introjax import torch_introvae as ref
+  trainer, state, images = introvae_trainer(spec)
+  c = trainer.config
+  encoder = ref.Encoder(c.model.channels, c.model.latent_dim, spec.channels)
+  generator = ref.Generator(c.model.channels, c.model.latent_dim,
+                            spec.channels)
+  ref.load_flax_params(encoder, generator, state.encoder, state.generator)
+  encoder, generator = encoder.to(device), generator.to(device)
+  step = ref.IntroVAEStep(encoder, generator, c.introvae.alpha,
+                          c.introvae.beta, float(c.introvae.margin),
+                          c.train.learning_rate, (c.train.b1, c.train.b2))
+  images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(device)
+  autocast = (_autocast(spec, device) if spec.precision == "bf16"
+              else contextlib.nullcontext())
+
+  def run():
+    with autocast:
+      return ref.training_loop(step, images, c.model.latent_dim, spec.batch,
+                               spec.steps)
+  return run
+
+
 _TORCH_BUILDERS = {"synthesis": _torch_synthesis, "cascade": _torch_cascade,
                    "classifier": _torch_classifier,
                    "class_synthesis": _torch_class_synthesis,
                    "grmala": _torch_grmala,
-                   "stic_classifier": _torch_stic_classifier}
+                   "stic_classifier": _torch_stic_classifier,
+                   "introvae": _torch_introvae}
 
 
 def bench_torch(spec, repeats):
@@ -686,19 +783,34 @@ def _cpus():
 # The table ---------------------------------------------------------------------
 
 
+def _default_features(workload, patch):
+  if workload != "introvae":
+    return FEATURES
+  from introjax.models import introvae as nets
+  sizes = {nets.resolution(settings[0]): settings[0]
+           for settings in _introvae_celeba().SETTINGS.values()}
+  if patch not in sizes:
+    raise app.UsageError(
+        f"introvae has no default network for --patch={patch}; use one of "
+        f"{', '.join(map(str, sorted(sizes)))} or give --features (one width "
+        "per halving, 4·2^len = patch).")
+  return tuple(sizes[patch])
+
+
 def _specs(workloads, modes, batches, precisions, args):
   specs = []
   for workload in workloads:
     patch, channels = _INPUTS[workload]
     patch = args["patch"] or patch
     channels = args["channels"] or channels
+    features = args["features"] or _default_features(workload, patch)
     for mode in (modes if workload == "class_synthesis" else [""]):
       # Ascending batches: the device's peak memory is a high-water mark.
-      for batch in sorted(batches):
+      for batch in sorted(batches or [DEFAULT_BATCH.get(workload, 100)]):
         for precision in precisions:
           specs.append(Spec(
               workload=workload, batch=batch, precision=precision,
-              patch=patch, channels=channels, features=args["features"],
+              patch=patch, channels=channels, features=features,
               steps=args["steps"], classes=args["classes"], mode=mode,
               critics=args["critics"] if workload == "cascade" else 1))
   return specs
@@ -757,28 +869,31 @@ def _parse(values, allowed, flag):
   return values
 
 
-def run(workloads, modes=("softmax",), batches=(100,), precisions=("fp32",),
-        backend="both", repeats=3, steps=20, features=(64, 128, 256, 512),
+def run(workloads, modes=("softmax",), batches=None, precisions=("fp32",),
+        backend="both", repeats=3, steps=20, features=None,
         classes=10, critics=4, patch=None, channels=None, json_path=None):
   """The benchmark without the command line: times every (workload, mode,
   batch, precision) on `backend` ("jax", "torch" or "both"), printing the
   table as rows finish; returns the rows (also written to `json_path`).
-  The arguments are the flags of the same names (`batches`: --batch)."""
+  The arguments are the flags of the same names (`batches`: --batch;
+  None: each workload's default batch and widths)."""
   workloads = _parse(workloads, WORKLOADS, "workload")
   modes = _parse(modes, MODES, "mode")
   precisions = _parse(precisions, PRECISIONS, "precision")
   try:
-    batches = [int(b) for b in batches]
+    batches = [int(b) for b in batches] if batches else None
   except ValueError:
     raise app.UsageError(f"--batch={','.join(map(str, batches))} must be "
                          "whole numbers, e.g. --batch=100,1024.") from None
-  if "class_synthesis" in workloads and any(b % classes for b in batches):
+  if "class_synthesis" in workloads and any(b % classes for b in
+                                            batches or [100]):
     raise app.UsageError("class_synthesis splits the batch over the "
                          f"classes: give --batch multiples of --classes="
                          f"{classes}.")
   specs = _specs(workloads, modes, batches, precisions, dict(
       patch=patch, channels=channels,
-      features=tuple(int(f) for f in features), steps=steps,
+      features=tuple(int(f) for f in features) if features else None,
+      steps=steps,
       classes=classes, critics=critics))
   use_torch = backend in ("torch", "both")
   if use_torch:

@@ -25,7 +25,8 @@ _ROW_KEYS = {f.name for f in dataclasses.fields(bench.Spec)} | {
     "throughput", "ms_per_step", "flops_per_run", "flops_per_second",
     "peak_flops", "fraction_of_peak", "jax_over_torch"}
 _UNITS = {"synthesis": "sample-steps/s", "cascade": "sample-steps/s",
-          "classifier": "images/s", "class_synthesis": "sample-steps/s"}
+          "classifier": "images/s", "class_synthesis": "sample-steps/s",
+          "introvae": "images/s"}
 
 
 def _table_lines(stdout):
@@ -328,3 +329,126 @@ def test_pytorch_reference_rows(capsys):
   stdout = capsys.readouterr().out
   _check_printed(stdout, rows)
   assert stdout.count("torch-eager") == 3
+
+
+# IntroVAE: our compiled round against the eager PyTorch port ---------------
+
+_IV_TINY = bench.Spec(workload="introvae", batch=4, precision="fp32",
+                      patch=16, channels=3, features=(4, 8), steps=1)
+
+
+def test_introvae_workload_times_the_trainers_round(capsys):
+  rows = bench.run(["introvae"], patch=16, features=(4, 8), steps=2,
+                   repeats=1, backend="jax")
+  (row,) = rows
+  _check_jax_row(row)
+  # §4.1's batch of 8 by default; RGB images of --patch².
+  assert (row["batch"], row["patch"], row["channels"]) == (8, 16, 3)
+  assert row["features"] == [4, 8] and row["unit"] == "images/s"
+  _check_printed(capsys.readouterr().out, rows)
+
+
+def test_introvae_defaults_and_bad_sizes():
+  (spec,) = bench._specs(["introvae"], [""], None, ["fp32"], dict(
+      patch=128, channels=None, features=None, steps=2, classes=10,
+      critics=1))
+  assert (spec.batch, spec.channels) == (8, 3)
+  assert spec.features == (64, 128, 256, 512, 512)   # App. B at 128²
+  config = bench.introvae_config(spec)
+  assert (config.model.latent_dim, config.introvae.margin) == (256, "110")
+  with pytest.raises(app.UsageError, match="no default network for "
+                     "--patch=48"):
+    bench.run(["introvae"], patch=48, backend="jax")
+
+
+def _torch_modules(trainer, state):
+  from introjax import torch_introvae as ref
+  c = trainer.config
+  shape = (c.model.channels, c.model.latent_dim, trainer.image_shape[2])
+  encoder, generator = ref.Encoder(*shape), ref.Generator(*shape)
+  ref.load_flax_params(encoder, generator, state[0], state[1])
+  return encoder, generator
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_introvae_torch_port_has_our_parameter_count(size):
+  pytest.importorskip(
+      "torch", reason="the PyTorch reference is the optional [bench] extra")
+  from introjax import torch_introvae as ref
+  from introjax.models import introvae as nets
+  config = bench.introvae_config(dataclasses.replace(
+      _IV_TINY, patch=size, features=bench._default_features("introvae",
+                                                              size)))
+  channels, latent = tuple(config.model.channels), config.model.latent_dim
+  ours = [jax.eval_shape(net.init, jax.random.PRNGKey(0), x) for net, x in (
+      (nets.Encoder(channels, latent), jax.ShapeDtypeStruct(
+          (1, size, size, 3), "float32")),
+      (nets.Generator(channels, 3), jax.ShapeDtypeStruct((1, latent),
+                                                         "float32")))]
+  count = lambda tree: sum(leaf.size for leaf in jax.tree.leaves(tree))
+  assert ref.parameter_count(ref.Encoder(channels, latent, 3)) == count(
+      ours[0])
+  assert ref.parameter_count(ref.Generator(channels, latent, 3)) == count(
+      ours[1])
+
+
+def test_introvae_torch_port_takes_our_step():
+  """On our initial weights and the same x, z_p and ε, the PyTorch port's
+  iteration gives our L_E, our encoder gradients, our L_G (through the
+  updated encoder), our generator gradients and our updated networks."""
+  torch = pytest.importorskip(
+      "torch", reason="the PyTorch reference is the optional [bench] extra")
+  import numpy as np
+  import optax
+  from introjax import torch_introvae as ref
+  trainer, state, images = bench.introvae_trainer(_IV_TINY)
+  iv, c = trainer.config.introvae, trainer.config
+  alpha, margin = iv.alpha, float(iv.margin)
+  x = images[:4].astype(np.float32) / 127.5 - 1
+  z_p = jax.random.normal(jax.random.PRNGKey(5), (4, c.model.latent_dim))
+  key = jax.random.PRNGKey(6)
+  eps = jax.random.normal(jax.random.split(key, 3)[0], z_p.shape)
+
+  # Compiled: op by op, the networks' custom convolutions cost more.
+  (loss_e, (z, _)), grads_e = jax.jit(jax.value_and_grad(
+      trainer.encoder_loss, has_aux=True))(state.encoder, state.generator, x,
+                                           z_p, key, alpha, margin)
+  updates, _ = trainer.tx_e.update(grads_e, trainer.tx_e.init(state.encoder))
+  encoder = optax.apply_updates(state.encoder, updates)
+  loss_g, grads_g = jax.jit(jax.value_and_grad(trainer.generator_loss))(
+      state.generator, encoder, x, z, z_p, key, alpha)
+  updates, _ = trainer.tx_g.update(grads_g,
+                                   trainer.tx_g.init(state.generator))
+  generator = optax.apply_updates(state.generator, updates)
+
+  torch_e, torch_g = _torch_modules(trainer, state)
+  step = ref.IntroVAEStep(torch_e, torch_g, alpha, iv.beta, margin,
+                          c.train.learning_rate, (c.train.b1, c.train.b2))
+  as_torch = lambda a: torch.from_numpy(np.array(a, np.float32))
+  torch_loss_e, torch_loss_g = step(as_torch(x.transpose(0, 3, 1, 2)),
+                                    as_torch(z_p), as_torch(eps))
+  # The hinge is on (untrained networks' KLs are far below m): every term
+  # of eq. 11 is in L_E.
+  assert float(torch_loss_e) == pytest.approx(float(loss_e), rel=1e-5)
+  assert float(torch_loss_g) == pytest.approx(float(loss_g), rel=1e-5)
+
+  def check(torch_params, ours, atol):
+    for theirs, mine in zip(torch_params, ours.parameters()):
+      np.testing.assert_allclose(theirs.detach().numpy(),
+                                 mine.detach().numpy(), rtol=1e-3, atol=atol)
+
+  grad_e, grad_g = _torch_modules(trainer, (grads_e, grads_g))
+  scale = lambda tree: max(float(abs(g).max()) for g in jax.tree.leaves(tree))
+  check([p.grad for p in torch_e.parameters()], grad_e, 1e-4 * scale(grads_e))
+  check([p.grad for p in torch_g.parameters()], grad_g, 1e-4 * scale(grads_g))
+  new_e, new_g = _torch_modules(trainer, (encoder, generator))
+  check(torch_e.parameters(), new_e, 1e-6)
+  check(torch_g.parameters(), new_g, 1e-6)
+
+
+def test_introvae_torch_row(capsys):
+  pytest.importorskip(
+      "torch", reason="the PyTorch reference is the optional [bench] extra")
+  row = bench._complete(bench.bench_torch(_IV_TINY, 1), _IV_TINY, None)
+  assert row["backend"] == "torch-eager" and row["unit"] == "images/s"
+  assert row["throughput"] == pytest.approx(4 / row["seconds"])

@@ -157,9 +157,11 @@ class IntroVAETrainer:
   state_keys = ("train.optimizer", "introvae.objective")
 
   def __init__(self, config, mesh=None, with_data=True, image_shape=None,
-               abstract=False):
+               abstract=False, images=None):
     """`with_data=False` with `image_shape`: a saved model; `abstract`: the
-    training images only as shapes, never read (`compiled_steps`)."""
+    training images only as shapes, never read (`compiled_steps`).
+    `images`: (N, S, S, C) uint8 to train on in place of `config.data` (the
+    speed benchmark; nothing is held out)."""
     check_config(config)
     self.config = config
     self.mesh = mesh or parallel.make_mesh()
@@ -179,6 +181,13 @@ class IntroVAETrainer:
       self.data_description = f"{name} ({self.count} training images)"
       self.images = parallel.abstract_rows(self.count, image_shape, jnp.uint8,
                                            self.mesh)
+    elif images is not None:
+      images = np.asarray(images, np.uint8)
+      self.count, image_shape = len(images), images.shape[1:]
+      self.data_description = f"{self.count} given images"
+      self.images = parallel.global_rows(
+          images[slice(*parallel.process_rows(self.count, self.mesh))],
+          self.count, self.mesh)
     elif with_data:
       local, self.count, held, self.data_description = load_data(
           config, self.mesh, train=True)
@@ -210,7 +219,7 @@ class IntroVAETrainer:
     self.scale = 1.0 / float(np.prod(self.image_shape))
     self._batch = parallel.batch_sharding(self.mesh)
     self._replicated = parallel.replicated(self.mesh)
-    self._round = jax.jit(self._round_fn, donate_argnums=(0,))
+    self._round = jax.jit(self.round_fn, donate_argnums=(0,))
     self._decode = jax.jit(self.generator.apply)
     self._encode = jax.jit(self.encoder.apply)
     self.margin_fixed = parse_margin(iv.margin)
@@ -357,7 +366,10 @@ class IntroVAETrainer:
                                       "loss_g": loss_g,
                                       "params_finite": finite}
 
-  def _round_fn(self, state, images, key, alpha, margin):
+  def round_fn(self, state, images, key, alpha, margin):
+    """One round, `steps_per_round` iterations as one `scan`, uncompiled
+    (the trainer compiles it with the state donated; the speed benchmark
+    compiles it without)."""
     keys = jax.random.split(key, self.steps_per_round)
     carry = (state.encoder, state.generator, state.opt_e, state.opt_g)
     carry, per_step = jax.lax.scan(
