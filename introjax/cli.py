@@ -4,6 +4,7 @@ import logging as std_logging
 import sys
 
 from absl import app
+from absl import flags
 from absl import logging
 
 from introjax.errors import UserError
@@ -30,3 +31,22 @@ def run_app(main, argv=None, before=None):
     app.run(main, argv=argv)
   except UserError as e:
     sys.exit(f"introjax: error: {e}")
+
+
+def run_with_own_flags(main, flag_values, argv=None):
+  """As run_app, for a command whose flags live in their own `flag_values`
+  (not absl's global set, where another module's required flags would
+  refuse the parse): parses `argv` into them and calls `main(rest)`."""
+  argv = sys.argv if argv is None else argv
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  try:
+    rest = flag_values(argv)
+  except flags.Error as e:
+    sys.exit(f"introjax: error: {e}")
+  try:
+    main(rest)
+  except UserError as e:
+    sys.exit(f"introjax: error: {e}")
+  sys.exit(0)
+

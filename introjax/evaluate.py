@@ -45,36 +45,54 @@ from introjax.eval import evaluators
 from introjax.sampling import anysize
 from introjax.training import harness
 
+# Its own flag set: introjax.compare's module flags (--seed, --size, …) may
+# already be defined in this process (a notebook or the tests import both).
+_FLAGS = flags.FlagValues()
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.",
-                               required=True)
+                               required=True,
+                               flag_values=_FLAGS)
 _EVAL = flags.DEFINE_list("eval", None, "Evaluators by name, e.g. semisup "
-                          "or kid,precision_recall,ms_ssim.", required=True)
+                          "or kid,precision_recall,ms_ssim.", required=True,
+                          flag_values=_FLAGS)
 _ROUND = flags.DEFINE_integer("round", None, "Checkpoint round (default: "
-                              "the latest).")
+                              "the latest).",
+                              flag_values=_FLAGS)
 _RANDOM = flags.DEFINE_bool("random_init", False, "semisup: score freshly "
                             "initialised networks of the saved architectures "
-                            "(the floor) instead of the trained ones.")
+                            "(the floor) instead of the trained ones.",
+                            flag_values=_FLAGS)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the SVM draws, the samples "
-                             "and --random_init's weights.")
+                             "and --random_init's weights.",
+                             flag_values=_FLAGS)
 _LABELLED = flags.DEFINE_integer("labelled", None, "semisup: labelled "
-                                 "examples per SVM (default 1000).")
+                                 "examples per SVM (default 1000).",
+                                 flag_values=_FLAGS)
 _HELDOUT = flags.DEFINE_integer("heldout", None, "semisup: held-out examples "
-                                "that choose C (default 10000).")
+                                "that choose C (default 10000).",
+                                flag_values=_FLAGS)
 _SVMS = flags.DEFINE_integer("svms", None, "semisup: SVMs averaged "
-                             "(default 100).")
+                             "(default 100).",
+                             flag_values=_FLAGS)
 _DRAWS = flags.DEFINE_integer("selection_draws", None, "semisup: labelled "
-                              "draws each C is validated on (default 5).")
+                              "draws each C is validated on (default 5).",
+                              flag_values=_FLAGS)
 _NETWORKS = flags.DEFINE_list("networks", None, "semisup: only these of the "
-                              "workdir's networks (e.g. icl; default all).")
+                              "workdir's networks (e.g. icl; default all).",
+                              flag_values=_FLAGS)
 _NPZ = flags.DEFINE_string("npz_path", None, "Where the run's npz dataset is "
-                           "now, if it moved.")
+                           "now, if it moved.",
+                           flag_values=_FLAGS)
 _NUM = flags.DEFINE_integer("num_images", 500, "kid, precision_recall, "
-                            "ms_ssim: samples drawn (and real images).")
+                            "ms_ssim: samples drawn (and real images).",
+                            flag_values=_FLAGS)
 _SIZE = flags.DEFINE_integer("size", None, "Side of the samples (default: "
-                             "the critic's input).")
+                             "the critic's input).",
+                             flag_values=_FLAGS)
 _WEIGHTS = flags.DEFINE_string("inception_weights", None, "Inception "
-                               "weights for fid, kid and precision_recall.")
-_OUT = flags.DEFINE_string("out", None, "The results' JSON path.")
+                               "weights for fid, kid and precision_recall.",
+                               flag_values=_FLAGS)
+_OUT = flags.DEFINE_string("out", None, "The results' JSON path.",
+                           flag_values=_FLAGS)
 
 # Patches per bundled texture in the texture judge's labelled set.
 _TEXTURE_PATCHES = 400
@@ -266,7 +284,7 @@ def main(argv):
 
 
 def run(argv=None):
-  cli.run_app(main, argv)
+  cli.run_with_own_flags(main, _FLAGS, argv)
 
 
 if __name__ == "__main__":
