@@ -154,8 +154,8 @@ def record_launch(workdir, launch):
   writes."""
   if jax.process_index() != 0:
     return
-  with open(os.path.join(workdir, LAUNCHES_NAME), "a") as f:
-    f.write(json.dumps(launch) + "\n")
+  paths.append_text(os.path.join(workdir, LAUNCHES_NAME),
+                    json.dumps(launch) + "\n")
 
 
 def _profiled(workdir, enabled):
