@@ -31,10 +31,11 @@ MISSING = ('gs://bucket/run is on Google Cloud Storage, which needs the '
            '".[gcs]" (or pip install "introjax[gcs]").')
 
 
-def _config():
+def _config(report=False):
   config = load_config("igm_texture.py:tiny")
   config.rounds = 3
   config.generate.size = 16
+  config.log.report = report
   return config
 
 
@@ -78,7 +79,8 @@ def _events(folder):
 @pytest.fixture(scope="module")
 def trained(bucket):
   """Three rounds on gs://bucket/run; then, as if killed in round 3, its
-  round-3 checkpoint and metrics taken out and the run resumed."""
+  round-3 checkpoint and metrics taken out and the run resumed, writing
+  the report at its end."""
   root, _ = bucket
   config = _config()
   train_and_evaluate(config, RUN)
@@ -89,7 +91,7 @@ def trained(bucket):
   (store / "checkpoints" / "3").rename(root / "round_3_before")
   metrics = (store / "metrics.jsonl").read_text().splitlines()
   (store / "metrics.jsonl").write_text(metrics[0] + "\n" + metrics[1] + "\n")
-  train_and_evaluate(_config(), RUN)
+  train_and_evaluate(_config(report=True), RUN)
   return store, rounds_kept, uninterrupted, restore_latest(model, RUN)
 
 
