@@ -15,7 +15,8 @@ round times. Several workdirs share each plot, one colour per run, and the
 tables get one column per run.
 
 Trainers write the report of their workdir when a run ends
-(`harness.reports`).
+(`harness.reports`). Workdirs and --out may be gs://… URLs: every file goes
+through introjax/paths.py.
 """
 import collections
 import dataclasses
