@@ -136,6 +136,20 @@ def is_file(p):
   return path(p).is_file()
 
 
+def is_dir(p):
+  """Whether `p` is a folder; on object storage, whether any object's name
+  starts with `p`/."""
+  return path(p).is_dir()
+
+
+def listdir(p):
+  """The names in the folder `p`, sorted (on object storage, the next part
+  of the name of each object under `p`/)."""
+  if not is_remote(p):
+    return sorted(os.listdir(p))
+  return sorted(child.name for child in path(p).iterdir())
+
+
 def remove(p):
   """Deletes the file `p`; a missing one is no error."""
   path(p).unlink(missing_ok=True)

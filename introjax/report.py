@@ -15,22 +15,24 @@ round times. Several workdirs share each plot, one colour per run, and the
 tables get one column per run.
 
 Trainers write the report of their workdir when a run ends
-(`harness.reports`).
+(`harness.reports`). Workdirs and --out may be gs://… URLs: every file goes
+through introjax/paths.py.
 """
 import collections
 import dataclasses
 import datetime
+import io
 import json
 import math
 import os
 import re
-import shutil
 
 from absl import flags
 from absl import logging
 import numpy as np
 
 from introjax import cli
+from introjax import paths
 from introjax.errors import UserError
 from introjax.eval import summary
 
@@ -67,17 +69,16 @@ def _read_jsonl(path):
   """The JSON rows of `path`; a torn last line (a killed write) is
   skipped."""
   rows = []
-  if not os.path.exists(path):
+  if not paths.exists(path):
     return rows
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if not line:
-        continue
-      try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError:
-        logging.warning("Skipping an unreadable line of %s.", path)
+  for line in paths.read_text(path).splitlines():
+    line = line.strip()
+    if not line:
+      continue
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError:
+      logging.warning("Skipping an unreadable line of %s.", path)
   return rows
 
 
@@ -100,17 +101,17 @@ def load_run(workdir, label=None):
                              else float(v) for v in values])
   results = {}
   results_path = os.path.join(workdir, "results.json")
-  if os.path.exists(results_path):
-    with open(results_path) as f:
-      results = summary.flatten_numbers(json.load(f))
+  if paths.exists(results_path):
+    results = summary.flatten_numbers(json.loads(paths.read_text(
+        results_path)))
   if not len(rounds) and not results:
     raise UserError(f"{workdir} holds no metrics.jsonl rows and no "
                     "results.json; name the workdir of a run "
                     "(python -m introjax.main --workdir=...).")
   round_samples, other_samples = collections.defaultdict(list), []
   folder = os.path.join(workdir, "samples")
-  if os.path.isdir(folder):
-    for name in sorted(os.listdir(folder)):
+  if paths.is_dir(folder):
+    for name in paths.listdir(folder):
       if not name.endswith(".png"):
         continue
       path = os.path.join(folder, name)
@@ -137,8 +138,15 @@ def _launches(workdir):
   return list(by_start.values())
 
 
+def _normalized(workdir):
+  """`workdir` without a trailing slash (normpath would also fold gs:// to
+  gs:/)."""
+  return workdir.rstrip("/") if paths.is_remote(workdir) else \
+      os.path.normpath(workdir)
+
+
 def _label(workdir):
-  return os.path.basename(os.path.normpath(workdir)) or workdir
+  return os.path.basename(_normalized(workdir)) or workdir
 
 
 # Grouping metric keys into figures and panels -------------------------------
@@ -401,7 +409,9 @@ def plot_group(path, title, panels, colours=None):
                  for s in series],
         loc="upper center", bbox_to_anchor=(0.5, 1 - 0.42 / height),
         ncol=legend_columns, fontsize=10, frameon=False)
-  figure.savefig(path)
+  png = io.BytesIO()  # then written through paths: `path` may be gs://…
+  figure.savefig(png, format="png")
+  paths.write_bytes(path, png.getvalue())
   return figure
 
 
@@ -417,6 +427,8 @@ def _fmt(value):
 
 
 def _relative(path, out):
+  if paths.is_remote(path) != paths.is_remote(out):
+    return path  # no relative path leads from a disk into a bucket
   return os.path.relpath(path, out).replace(os.sep, "/")
 
 
@@ -446,9 +458,8 @@ def _image_link(path, out, copy_to):
   """The markdown path of a sample PNG: its own, or a copy under
   `copy_to` (a report that travels without its workdir)."""
   if copy_to is not None:
-    os.makedirs(copy_to, exist_ok=True)
     target = os.path.join(copy_to, os.path.basename(path))
-    shutil.copyfile(path, target)
+    paths.write_bytes(target, paths.read_bytes(path))
     path = target
   return _relative(path, out)
 
@@ -604,13 +615,13 @@ def write_report(workdirs, out=None, self_contained=False):
     workdirs = [workdirs]
   labels = [_label(w) for w in workdirs]
   if len(set(labels)) < len(labels):  # runs/a/seed_0 and runs/b/seed_0
-    labels = [os.path.normpath(w).replace(os.sep, "/") for w in workdirs]
+    labels = [_normalized(w).replace(os.sep, "/") for w in workdirs]
   runs = [load_run(w, l) for w, l in zip(workdirs, labels)]
   if out is None:
     out = (os.path.join(workdirs[0], REPORT_DIR) if len(runs) == 1 else
-           os.path.join(os.path.dirname(os.path.normpath(workdirs[0])),
+           os.path.join(os.path.dirname(_normalized(workdirs[0])),
                         "report_" + "_vs_".join(_label(w) for w in workdirs)))
-  os.makedirs(out, exist_ok=True)
+  paths.makedirs(out)
   figures = collections.OrderedDict()
   groups = lines_by_panel(runs)
   # One colour per (run, variant) in every figure of the report.
@@ -621,8 +632,7 @@ def write_report(workdirs, out=None, self_contained=False):
     plot_group(path, _figure_title(group, runs), panels, colours)
     figures[group] = (path, panels)
   path = os.path.join(out, REPORT_NAME)
-  with open(path, "w") as f:
-    f.write(build_markdown(runs, out, figures, self_contained))
+  paths.write_text(path, build_markdown(runs, out, figures, self_contained))
   return path
 
 
@@ -654,7 +664,7 @@ def main(argv):
                     "--workdirs=runs/a,runs/b (not both).")
   workdirs = [workdir] if workdir else several
   for w in workdirs:
-    if not os.path.isdir(w):
+    if not paths.is_dir(w):
       raise UserError(f"No workdir {w}; name a folder a run wrote.")
   path = write_report(workdirs, _FLAGS["out"].value,
                       _FLAGS["self_contained"].value)

@@ -1,9 +1,10 @@
 """gs:// workdirs, without a network: a stand-in Cloud Storage
 (gcs_stand_in.py) behind the same path layer, and a tiny run on it end to
-end (train, resume, sample), none of it landing on the local disk; and the
-one sentence when the cloud-storage client is missing."""
+end (train, resume, sample, report), none of it landing on the local disk;
+and the one sentence when the cloud-storage client is missing."""
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -30,10 +31,11 @@ MISSING = ('gs://bucket/run is on Google Cloud Storage, which needs the '
            '".[gcs]" (or pip install "introjax[gcs]").')
 
 
-def _config():
+def _config(report=False):
   config = load_config("igm_texture.py:tiny")
   config.rounds = 3
   config.generate.size = 16
+  config.log.report = report
   return config
 
 
@@ -77,7 +79,8 @@ def _events(folder):
 @pytest.fixture(scope="module")
 def trained(bucket):
   """Three rounds on gs://bucket/run; then, as if killed in round 3, its
-  round-3 checkpoint and metrics taken out and the run resumed."""
+  round-3 checkpoint and metrics taken out and the run resumed, writing
+  the report at its end."""
   root, _ = bucket
   config = _config()
   train_and_evaluate(config, RUN)
@@ -88,7 +91,7 @@ def trained(bucket):
   (store / "checkpoints" / "3").rename(root / "round_3_before")
   metrics = (store / "metrics.jsonl").read_text().splitlines()
   (store / "metrics.jsonl").write_text(metrics[0] + "\n" + metrics[1] + "\n")
-  train_and_evaluate(_config(), RUN)
+  train_and_evaluate(_config(report=True), RUN)
   return store, rounds_kept, uninterrupted, restore_latest(model, RUN)
 
 
@@ -119,6 +122,16 @@ def test_run_and_resume_write_only_to_the_bucket(bucket, trained):
   assert pngs == ["final_16x16.png", "round_001.png", "round_002.png",
                   "round_003.png"], pngs
   assert not (store / workdir_lock.LOCK_NAME).exists()  # released
+  # Each launch's start and end lines (an object rewritten whole, like
+  # metrics.jsonl): rounds 1-3, then the resumed round 3.
+  launches = [json.loads(l) for l in
+              (store / harness.LAUNCHES_NAME).read_text().splitlines()]
+  assert [(l["first_round"], l.get("last_round"), "ended" in l)
+          for l in launches] == [(None, None, False), (1, 3, True),
+                                 (None, None, False), (3, 3, True)]
+  # The report the resumed run wrote at its end: its plots and the sample
+  # grids it links to are in the bucket, its launch table has both launches.
+  _assert_report(store)
   assert not [n for n in os.listdir(store) if n.endswith(".tmp")
               or n.startswith(".write_test")]
 
@@ -138,6 +151,33 @@ def test_sample_command_reads_and_writes_the_bucket(bucket, trained):
   assert image.shape == (16, 2 * 16 + 2)  # two grey textures, a 2-pixel gap
   assert image[:, :16].std() > 5 and image[:, 18:].std() > 5
   assert os.listdir(cwd) == []
+
+
+def _assert_report(store):
+  markdown = (store / "report" / "report.md").read_text()
+  links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown)
+  plots = [l for l in links if not l.startswith("../")]
+  assert "train.png" in plots and "timings.png" in plots, links
+  assert "../samples/round_003.png" in links, links
+  for link in links:
+    image = Image.open(store / "report" / link)
+    assert image.format == "PNG" and image.size[0] > 0, link
+  assert "| 1–3 |" in markdown and "| 3–3 |" in markdown
+
+
+def test_report_command_reads_and_writes_the_bucket(bucket, trained):
+  root, cwd = bucket
+  store = trained[0]
+  for name in os.listdir(store / "report"):
+    (store / "report" / name).unlink()
+  result = subprocess.run(
+      [sys.executable, str(REPO / "tests" / "gcs_stand_in.py"), str(root),
+       "introjax.report", f"--workdir={RUN}"], cwd=cwd, env=subprocess_env(),
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert f"Report in {RUN}/report/report.md" in result.stderr, result.stderr
+  _assert_report(store)
+  assert os.listdir(cwd) == [] and not os.path.exists(REPO / "gs:")
 
 
 def test_results_and_summaries_go_through_the_bucket(bucket):
