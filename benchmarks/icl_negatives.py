@@ -15,6 +15,7 @@ own-class logit reaches the median own-class logit of real images of the
 class (what a real digit scores, not just "more k than the other classes").
 """
 import argparse
+import dataclasses
 import functools
 import os
 import sys
@@ -100,10 +101,9 @@ def main():
     name = f"{stop}, ≤{steps} steps"
     images, labels, view = synthesise(run, params, key, stop, int(steps),
                                       real_median)
-    subject = base.__class__(**{**base.__dict__, "generated": images,
-                                "generated_labels": labels,
-                                "train_set": train,
-                                "num_classes": len(real_median)})
+    subject = dataclasses.replace(base, generated=images,
+                                  generated_labels=labels, train_set=train,
+                                  num_classes=len(real_median))
     rows[name] = {**view, **evaluators.evaluate(config, "final", subject),
                   "nn_mse": stic_vs_icl._nearest_mse(images, train[0])}
     sets[name] = (images, labels)
