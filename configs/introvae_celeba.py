@@ -13,10 +13,13 @@ dropped for smaller images) and §4.1's (latent, m, α, β):
   512   512     90   0.25  0.0025  not in §4.1: the 1024² values
   1024  512     90   0.25  0.0025  §4.1
 
-The official scripts differ: the authors' 1024² script uses m = 500,
-α = 0.5, β = 0.01, and their code halves the hinge sum (weight_neg·½), so
-its α 0.5 is our 0.25. Their code also uses BatchNorm; ours has none (no
-train/eval modes to get wrong). Adam 2e-4, β (0.9, 0.999), batch 8, as
+The official scripts differ (hhb072/IntroVAE, main.py and run_*.sh). Their
+E weighs the hinge sum by ½·weight_neg and their G weighs its KL sum by
+½·weight_kl, weight_kl being 1 in both scripts: so E's α is 0.5 in the
+1024² script (m = 500, β = 0.01, batch 12) and 0.25 in the 256² one
+(m = 120, β = 0.05, batch 16), while G's α is 0.5 in both. Ours uses one α
+for both updates, as eq. 11–12 write it. Their code also uses BatchNorm;
+ours has none (no train/eval modes to get wrong). Adam 2e-4, β (0.9, 0.999), batch 8, as
 §4.1.
 
 Data (TFDS, prepared beforehand; nothing is downloaded at training time):
