@@ -336,7 +336,8 @@ def _feature_sets(subject, config):
 @register("kid", needs=("generated", "real"), check=_check_feature_net)
 def _kid(subject, config):
   """{"kid[<net>]": the unbiased MMD², "kid_std[<net>]": its deviation over
-  eval.kid_subsets subsets of eval.kid_subset_size}."""
+  eval.kid_subsets subsets of eval.kid_subset_size rows (at most half
+  the smaller set)}."""
   section = config.get("eval") or {}
   name, real, fake = _feature_sets(subject, config)
   return features.tagged(features.kid(

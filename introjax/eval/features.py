@@ -6,7 +6,11 @@
              `subsets` random subsets of `subset_size` of each set (drawn
              without replacement within a subset); reported with the
              standard deviation of the subset estimates, as Bińkowski et
-             al.'s code and torch-fidelity report it.
+             al.'s code and torch-fidelity report it. A subset is at most
+             half the smaller set: subsets of every row would all be the
+             same estimate, with a deviation of 0 that says nothing (so
+             with fewer than 2·subset_size images the ± is that of a
+             half-size estimate, larger than the whole set's).
   precision  Kynkäänniemi et al. 2019: the share of generated features
   recall     inside the real manifold (the union of balls around each real
              feature reaching its k-th nearest real neighbour, k = 3), and
@@ -69,12 +73,14 @@ def mmd2_unbiased(x, y):
 
 def kid(real, fake, subsets=100, subset_size=1000, seed=0):
   """{"kid": mean, "kid_std": std} of the unbiased MMD² over `subsets`
-  random subsets of min(subset_size, N) rows of each set."""
+  random subsets of min(subset_size, N // 2) rows of each set (N the
+  smaller set's size; all N rows when N < 4)."""
   real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
   if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
     raise ConfigError(f"KID compares two (N, D) feature sets of one D, but "
                       f"got shapes {real.shape} and {fake.shape}.")
-  size = min(int(subset_size), len(real), len(fake))
+  n = min(len(real), len(fake))
+  size = min(int(subset_size), n // 2 if n >= 4 else n)
   if size < 2 or subsets < 1:
     raise ConfigError(f"KID needs at least 2 real and 2 generated images and "
                       f"one subset, but got {len(real)}, {len(fake)} and "
