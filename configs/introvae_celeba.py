@@ -27,7 +27,9 @@ Data (TFDS, prepared beforehand; nothing is downloaded at training time):
   celeb_a_hq (256² and above; --config.data.name=celeb_a_hq/1024): a manual
       download — build it with `tfds build celeb_a_hq/1024 --manual_dir=DIR`
       after putting PGGAN's CelebA-HQ files in DIR (TFDS's celeb_a_hq page
-      and README "IntroVAE" say how).
+      and README "IntroVAE" say how). Its one split of 30,000 is cut as the
+      official scripts cut it: train[:29000] to train, train[29000:] held
+      out.
   lsun/bedroom: --config.data.name=lsun/bedroom --config.data.eval_split=validation.
 --config.dtype=bfloat16 runs the convolutions in bfloat16 (losses float32).
 """
@@ -56,7 +58,12 @@ def get_config(variant=""):
   channels, latent, margin, alpha, beta = SETTINGS[size]
   c.data.source = "tfds"
   c.data.name = "celeb_a" if size <= 128 else f"celeb_a_hq/{size}"
-  c.data.split, c.data.eval_split = "train", "test"
+  if size <= 128:
+    c.data.split, c.data.eval_split = "train", "test"
+  else:
+    # celeb_a_hq has one split of 30,000: the official scripts train on the
+    # first 29,000 (--trainsize=29000) and hold the last 1,000 out.
+    c.data.split, c.data.eval_split = "train[:29000]", "train[29000:]"
   c.data.holdout = 1000 if size > 128 else 2000
   c.data.image_size = size
   c.data.channels = 3

@@ -105,6 +105,33 @@ def test_celeb_a_is_centre_cropped_as_it_is_decoded():
   assert framed.shape == (3, 64, 64, 1)
 
 
+def test_split_slices_hold_out_the_tail_of_a_one_split_dataset():
+  # celeb_a_hq has only 'train': the 256²+ configs train on train[:29000]
+  # and hold out train[29000:], as the official scripts do.
+  config = load_config("introvae_celeba.py:256")
+  assert (config.data.split, config.data.eval_split) == ("train[:29000]",
+                                                         "train[29000:]")
+  shapes = [datasets.tfds_split_shape("celeb_a_hq/256", s)
+            for s in (config.data.split, config.data.eval_split)]
+  assert shapes == [((256, 256, 3), 29000), ((256, 256, 3), 1000)]
+  assert datasets.tfds_split_shape("cifar10", "train[90%:]+test")[1] == 15000
+  with pytest.raises(DataError, match="has no split 'test'; use one of train"):
+    datasets.tfds_split_shape("celeb_a_hq/256", "test")
+  # The loader reads the same slices.
+  with tfds.testing.mock_data(num_examples=5):
+    head, _, _ = datasets.load_images(data_config(
+        source="tfds", name="celeb_a", split="train[:3]", crop=64,
+        image_size=64))
+    tail, _, total = datasets.load_images(data_config(
+        source="tfds", name="celeb_a", split="train[3:]", crop=64,
+        image_size=64))
+    whole, _, _ = datasets.load_images(data_config(
+        source="tfds", name="celeb_a", split="train", crop=64,
+        image_size=64))
+  assert head.shape[0] == 3 and tail.shape[0] == total == 2
+  np.testing.assert_array_equal(np.concatenate([head, tail]), whole)
+
+
 def test_unusable_data_is_one_sentence():
   with pytest.raises(DataError, match="is not prepared in .* never "
                      "downloads"):

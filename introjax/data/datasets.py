@@ -21,6 +21,7 @@ and loaded whole by every process.
 """
 import dataclasses
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -258,9 +259,15 @@ def _tfds(name, split, data_dir, limit, split_key, rows=None, transform=None,
   if not parts:
     raise DataError(f"data.{split_key} is {split!r}; set "
                     f"--config.data.{split_key} to a split such as 'train'.")
-  sources = [_tfds_source(tfds, name, p, data_dir, split_key) for p in parts]
-  ds = grain.MapDataset.concatenate(
-      [grain.MapDataset.source(s) for s in sources])
+  # Slices ('train[29000:]') are taken here, so every TFDS reader (and the
+  # test stand-in) sees whole splits.
+  pieces = []
+  for part in parts:
+    piece = grain.MapDataset.source(
+        _tfds_source(tfds, name, split_name(part), data_dir, split_key))
+    rows_of = split_rows(part, len(piece))[1]
+    pieces.append(piece[rows_of.start:rows_of.stop])
+  ds = grain.MapDataset.concatenate(pieces)
   if limit:
     ds = ds[:limit]
   total = len(ds)
@@ -607,17 +614,53 @@ TFDS_SHAPES = {
 _CELEB_A_HQ_TRAIN = 30000   # celeb_a_hq/<side>: one split, side×side×3
 
 
+_SLICE = re.compile(r"^(\w+)\[(-?\d*)(%?):(-?\d*)(%?)\]$")
+
+
+def split_rows(part, count):
+  """(split name, range of its rows) of one TFDS split part: a whole split
+  ('train') or a slice of one of `count` examples ('train[:29000]',
+  'train[90%:]'), read as Python slices (percentages of `count`)."""
+  match = _SLICE.match(part)
+  if not match:
+    return part, range(count)
+  bound = lambda text, percent: (None if text == "" else
+                                 int(text) * count // 100 if percent else
+                                 int(text))
+  return match.group(1), range(count)[slice(
+      bound(match.group(2), match.group(3)),
+      bound(match.group(4), match.group(5)))]
+
+
+def split_name(part):
+  """The split a part reads: 'train' of 'train[:29000]'."""
+  match = _SLICE.match(part)
+  return match.group(1) if match else part
+
+
+def _split_examples(part, splits, name):
+  """Examples in one split part against the table `splits` {name: count}."""
+  base = split_name(part)
+  if base not in splits:
+    raise DataError(f"TFDS dataset {name!r} has no split {base!r}; use one of "
+                    f"{', '.join(splits)} (or a slice such as {base}[:90%]).")
+  return len(split_rows(part, splits[base])[1])
+
+
 def tfds_split_shape(name, split, data_dir=""):
-  """(stored image shape, examples) of the "+"-joined TFDS `split`, from
-  the prepared dataset's metadata or else TFDS_SHAPES; nothing is
-  decoded."""
+  """(stored image shape, examples) of the "+"-joined TFDS `split` (whole
+  splits or slices, 'train[:29000]'), from the prepared dataset's
+  metadata or else TFDS_SHAPES; nothing is decoded."""
   parts = [p.strip() for p in str(split).split("+") if p.strip()]
   try:
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
     builder = tfds.builder(name, data_dir=data_dir or None)
     if builder.is_prepared():
       shape = tuple(builder.info.features["image"].shape)
-      return shape, sum(builder.info.splits[p].num_examples for p in parts)
+      counts = {k: v.num_examples for k, v in builder.info.splits.items()}
+      return shape, sum(_split_examples(p, counts, name) for p in parts)
+  except DataError:
+    raise
   except Exception:  # pylint: disable=broad-except
     pass   # not prepared, or not a TFDS name: the table below decides
   if name.startswith("celeb_a_hq/") and name.split("/")[1].isdigit():
@@ -632,11 +675,7 @@ def tfds_split_shape(name, split, data_dir=""):
         f"{name} --file_format=array_record`) or point --config.data.data_dir "
         "at a folder where it is.")
   shape, splits = known
-  missing = [p for p in parts if p not in splits]
-  if missing:
-    raise DataError(f"TFDS dataset {name!r} has no split "
-                    f"{missing[0]!r}; use one of {', '.join(splits)}.")
-  return shape, sum(splits[p] for p in parts)
+  return shape, sum(_split_examples(p, splits, name) for p in parts)
 
 
 def _capped(count, limit):
