@@ -109,8 +109,8 @@ def check_evaluation_is_split(devices):
       state, _ = model.run_round(state, t)
     _TRAINED["state"] = jax.device_get(state)
   state = moved_to(model, _TRAINED["state"])
-  assert model.config.eval.batch_size % 8 == 0
-  split = model._eval_sharding()
+  subject = model.evaluation_subject({})
+  split = subject.sharding
   assert split is not None and len(split.device_set) == 8
   batch = model.config.eval.batch_size
   params = next(iter(state.values())).params
@@ -135,6 +135,14 @@ def check_evaluation_is_split(devices):
         model.heads.class_logits, s.params, model.test_images,
         model.test_labels, model.config.eval.batch_size)
   assert final["robustness"] == whole
+  # A batch that does not divide the devices is rounded up to one that does
+  # (zero rows, dropped), not computed whole on every device.
+  odd = model.config.eval.batch_size + 3
+  rounded = robustness.batch_size_on(model.mesh, odd)
+  assert rounded % 8 == 0 and odd < rounded < odd + 8
+  assert robustness.robustness_table(
+      models_, model.test_images, model.test_labels,
+      model.config.eval.fgsm_eps, rounded, sharding=split) == whole
   print("evaluation split over the devices matches")
 
 

@@ -71,15 +71,23 @@ def _predict_batch(logits_fn, params, x):
 _fgsm_batch = jax.jit(fgsm, static_argnums=0)
 
 
+def batch_size_on(mesh, batch_size):
+  """The evaluation batch on `mesh`: `eval.batch_size` rounded up to a
+  multiple of the devices, so every batch splits over them (the padding
+  rows are zeros and dropped; each image's prediction and FGSM example are
+  its own, so the results do not change)."""
+  return parallel.padded_rows(int(batch_size), mesh)
+
+
 def evaluation_steps(logits_fn, params, image_shape, batch_size, mesh,
                      fgsm_too, resident=()):
   """The compiled calls of a classifier's evaluation (introjax/compiled.py):
   one batch's predictions (test error) and, with `fgsm_too`, its FGSM
-  examples, from abstract `params` and batch; the batch is split over
-  `mesh` when it divides evenly (as `eval.batch_size` is placed), else
-  replicated."""
+  examples, from abstract `params` and a batch of `batch_size_on(mesh,
+  batch_size)` split over `mesh`, as the trainers place it."""
   rep = parallel.replicated(mesh)
-  split = parallel.batch_sharding(mesh) if batch_size % mesh.size == 0 else rep
+  split = parallel.batch_sharding(mesh)
+  batch_size = batch_size_on(mesh, batch_size)
   x = compiled.array((batch_size, *image_shape), jnp.float32, split)
   y = compiled.array((batch_size,), jnp.int32, split)
   steps = [compiled.Step("evaluation (test error)", _predict_batch,

@@ -424,12 +424,6 @@ class IntrospectiveClassifier:
 
   # Evaluation ---------------------------------------------------------------
 
-  def _eval_sharding(self):
-    """Evaluation batches are split over the devices when they divide
-    evenly (and computed whole on every device otherwise)."""
-    split = self.config.eval.batch_size % self.mesh.size == 0
-    return self._batch if split else None
-
   def evaluation_subject(self, classifiers, negatives=None):
     """What the evaluators (eval/evaluators.py) see: `classifiers` (name ->
     params) on the test set and, for a round that made them, its negatives
@@ -446,8 +440,9 @@ class IntrospectiveClassifier:
         classifiers={name: (self.heads.class_logits, params)
                      for name, params in classifiers.items()},
         test_set=(self.test_images, self.test_labels),
-        batch_size=self.config.eval.batch_size,
-        sharding=self._eval_sharding(),
+        batch_size=robustness.batch_size_on(self.mesh,
+                                            self.config.eval.batch_size),
+        sharding=self._batch,
         key=jax.random.fold_in(self.base_key, _EVAL_STREAM))
 
   def evaluate(self, state):

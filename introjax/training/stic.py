@@ -491,7 +491,6 @@ class SynthesizeItClassifier:
     if samples is not None:
       train = (parallel.to_host(datasets.to_unit_range(self.images))[
           :self.num_train], parallel.to_host(self.labels)[:self.num_train])
-    split = self.config.eval.batch_size % self.mesh.size == 0
     return evaluators.Subject(
         generated=generated, generated_labels=labels,
         real=real, real_side=min(self.image_shape[:2]),
@@ -499,8 +498,9 @@ class SynthesizeItClassifier:
                      for n, p in (classifiers_ or {}).items()},
         test_set=(self.test_images, self.test_labels),
         train_set=train, num_classes=self.k,
-        batch_size=self.config.eval.batch_size,
-        sharding=self._batch if split else None,
+        batch_size=robustness.batch_size_on(self.mesh,
+                                            self.config.eval.batch_size),
+        sharding=self._batch,
         key=jax.random.fold_in(self.base_key, _EVAL_STREAM))
 
   def evaluate(self, state):
