@@ -6,7 +6,8 @@ r"""Evaluates a saved workdir with evaluators by name, without training.
     python -m introjax.evaluate --workdir=runs/igm_mnist --eval=semisup --random_init
     python -m introjax.evaluate --workdir=runs/brick --eval=kid,precision_recall,ms_ssim
 
-semisup (IGM §4.5) reads any saved critic or classifier: the last critic
+semisup (IGM §4.5) also runs as a run ends when eval.final names it
+(`after_run`, called by harness.reports). It reads any saved critic or classifier: the last critic
 of a cascade, every ICL / STIC variant; `--random_init` gives the floor, the
 same architectures with fresh weights (seed `--seed`). Its labelled data is
 the run's dataset (all its training images; MNIST from an npz or TFDS,
@@ -37,11 +38,13 @@ import ml_collections
 import numpy as np
 
 from introjax import cli
+from introjax import paths
 from introjax import saved
 from introjax.data import datasets
 from introjax.data import images as image_data
 from introjax.errors import ConfigError, UserError
 from introjax.eval import evaluators
+from introjax.eval import semisup
 from introjax.sampling import anysize
 from introjax.training import harness
 
@@ -113,30 +116,6 @@ def eval_config(config, seed, labelled=None, heldout=None, svms=None,
   return config
 
 
-def classification_data(config, npz_path=None):
-  """The labelled-data section of a saved run: a classifier's own (all its
-  training images), or one read from an image member's dataset."""
-  data = config.data.to_dict()
-  if npz_path:
-    data["npz_path"] = npz_path
-  if config.trainer in ("icl", "stic"):
-    data["max_train"] = 0
-    return ml_collections.ConfigDict(data)
-  source = data.get("source", "")
-  if source == "npz":
-    return ml_collections.ConfigDict({"source": "npz", "num_classes": 10,
-                                      "npz_path": data["npz_path"]})
-  if source == "tfds":
-    return ml_collections.ConfigDict({
-        "source": "tfds", "num_classes": 10, "name": data["name"],
-        "train_split": data.get("split", "train"), "test_split": "test",
-        "data_dir": data.get("data_dir", "")})
-  raise UserError(
-      f"The run was trained on {source or data.get('texture', 'a texture')!r}"
-      " images, which have no labels; the semi-supervised protocol needs a "
-      "labelled dataset (npz or TFDS, e.g. MNIST or SVHN).")
-
-
 def _fit_to(images, shape, data):
   """uint8 images (N, H, W, C) cut and resized as the run's data section
   says, when they are not already of `shape`."""
@@ -152,7 +131,7 @@ def labelled_sets(config, shape, npz_path=None):
   """((train images in [-1, 1], labels), (test …), classes, name) of the
   run's dataset, at the networks' input `shape`."""
   train, test = datasets.load_classification(
-      classification_data(config, npz_path))
+      semisup.labelled_data(config, npz_path))
   unit = lambda x: np.asarray(datasets.to_unit_range(
       jnp.asarray(_fit_to(x, shape, config.data))))
   return ((unit(train.images), train.labels), (unit(test.images),
@@ -264,6 +243,27 @@ def evaluate(workdir, names, round_index=None, random_init=False, seed=0,
   return results
 
 
+def after_run(config, workdir):
+  """The evaluators of `config`'s eval.final that read the saved run
+  (semisup), run on `workdir` as its training ends: their metrics go into
+  results.json beside the member's own and are logged. {} when none is
+  named."""
+  names = evaluators.after_run_names(config)
+  if not names:
+    return {}
+  logging.info("Evaluating the saved run: %s.", ", ".join(names))
+  results = evaluate(workdir, names, seed=int(config.get("seed", 0)))
+  path = os.path.join(workdir, "results.json")
+  saved_results = (json.loads(paths.read_text(path)) if paths.exists(path)
+                   else {})
+  saved_results.update({k: harness.jsonable(v) for k, v in results.items()})
+  paths.write_text(path, json.dumps(saved_results, indent=2))
+  for key, value in results.items():
+    logging.info("%s: %s", key, f"{value:.6g}" if isinstance(value, float)
+                 else value)
+  return results
+
+
 def main(argv):
   del argv
   results = evaluate(_WORKDIR.value, _EVAL.value, _ROUND.value,
@@ -277,9 +277,8 @@ def main(argv):
   out = _OUT.value or os.path.join(
       _WORKDIR.value, "evaluation_random_init.json" if _RANDOM.value
       else "evaluation.json")
-  with open(out, "w") as f:
-    json.dump({k: harness.jsonable(v) for k, v in results.items()}, f,
-              indent=1)
+  paths.write_text(out, json.dumps(
+      {k: harness.jsonable(v) for k, v in results.items()}, indent=1))
   logging.info("Wrote %s", out)
 
 

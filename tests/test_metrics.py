@@ -3,6 +3,7 @@ against direct NumPy / SciPy / scikit-learn references, and
 `introjax.evaluate` end to end on a tiny saved workdir."""
 import itertools
 import json
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -232,10 +233,32 @@ def test_protocol_equals_a_direct_scikit_learn_loop():
 def icl_workdir(tmp_path_factory):
   config = load_config("icl_digits.py:tiny")
   config.icl.variants = ("baseline", "icl")
-  config.eval.final = "test_error"
+  # semisup picked by config: run on the saved networks as training ends.
+  config.eval.final = "test_error,semisup"
+  config.eval.semisup_labelled = 150
+  config.eval.semisup_heldout = 300
+  config.eval.semisup_svms = 3
+  config.eval.semisup_selection_draws = 2
   workdir = str(tmp_path_factory.mktemp("evaluate") / "icl")
   icl.train_and_evaluate(config, workdir)
   return workdir
+
+
+def test_semisup_by_config_is_refused_where_it_cannot_run():
+  per_round = load_config("icl_digits.py:tiny")
+  per_round.eval.per_round = "semisup"
+  with pytest.raises(ConfigError, match="reads the saved networks once the "
+                     "run ends; name it in eval.final"):
+    evaluators.check(per_round, "this classifier run", {})
+  texture = load_config("igm_texture.py:tiny")
+  texture.eval.final = "semisup"
+  with pytest.raises(ConfigError, match="have no labels; the semi-supervised"
+                     " protocol needs a labelled dataset"):
+    evaluators.check(texture, "IGM", {})
+  introvae = load_config("introvae_faces.py:tiny")
+  introvae.eval.final = "semisup"
+  with pytest.raises(ConfigError, match="IntroVAE has neither"):
+    evaluators.check(introvae, "IntroVAE", {"generated": True, "real": True})
 
 
 def test_evaluate_semisup_on_a_saved_classifier_and_its_floor(
@@ -251,6 +274,12 @@ def test_evaluate_semisup_on_a_saved_classifier_and_its_floor(
   assert set(trained) == {f"semisup_{m}[{v}]" for m in ("error", "error_std",
                                                          "c")
                           for v in ("baseline", "icl")}
+  # The run measured the same when it ended (eval.final's semisup, the same
+  # settings and seed), beside its test errors in results.json.
+  results = json.loads((pathlib.Path(icl_workdir) / "results.json")
+                       .read_text())
+  assert "test_error" in results
+  assert {k: results[k] for k in trained} == trained
   floor = evaluate_lib.evaluate(icl_workdir, ["semisup"], random_init=True,
                                 only=["icl"], labelled=150, heldout=300,
                                 svms=3)

@@ -104,17 +104,27 @@ class Evaluator:
   needs: Tuple[str, ...]
   run: Callable           # (subject, config) -> {metric: value}
   check: Callable = lambda config, has: None   # before training
+  # Served when the run ends, from the saved workdir (introjax.evaluate):
+  # eval.final only, whatever the member's own subject holds.
+  after_run: bool = False
 
 
 _REGISTRY: Dict[str, Evaluator] = {}
 
 
-def register(name, needs, check=None):
+def register(name, needs, check=None, after_run=False):
   def wrap(fn):
     _REGISTRY[name] = Evaluator(name, tuple(needs), fn,
-                                check or (lambda config, has: None))
+                                check or (lambda config, has: None),
+                                after_run)
     return fn
   return wrap
+
+
+def after_run_names(config):
+  """The evaluators of eval.final that read the saved run when it ends."""
+  return tuple(n for n in names(config, "final")
+               if n in _REGISTRY and _REGISTRY[n].after_run)
 
 
 def names(config, stage):
@@ -138,6 +148,14 @@ def check(config, member, has, stages=("per_round", "final")):
             f"eval.{stage} names {name!r}; the evaluators are "
             f"{', '.join(sorted(_REGISTRY))}.")
       ev = _REGISTRY[name]
+      if ev.after_run:
+        if stage != "final":
+          raise ConfigError(
+              f"eval.{stage} names {name!r}, which reads the saved networks "
+              "once the run ends; name it in eval.final instead.")
+        ev.check(config, has)
+        chosen.add(name)
+        continue
       missing = [n for n in ev.needs if n not in has]
       if missing:
         raise ConfigError(
@@ -172,6 +190,8 @@ def evaluate(config, stage, subject):
   metrics = {}
   for name in names(config, stage):
     ev = _REGISTRY[name]
+    if ev.after_run:
+      continue   # introjax.evaluate.after_run, from the saved workdir
     # A subject without what it needs (ICL's baseline, or round 1, makes no
     # negatives) reports nothing for it; `check` refused members that never
     # have it.
@@ -354,7 +374,16 @@ def _precision_recall(subject, config):
   return features.tagged(features.precision_recall(real, fake, k), name)
 
 
-@register("semisup", needs=("networks", "train_set", "test_set"))
+def _check_semisup(config, has):
+  if config.get("trainer") == "introvae":
+    raise ConfigError("eval.final names 'semisup', which reads a critic's or "
+                      "classifier's convolutions; IntroVAE has neither. "
+                      "Remove it from eval.final.")
+  semisup.labelled_data(config)   # refuses a run on unlabelled images
+
+
+@register("semisup", needs=("networks", "train_set", "test_set"),
+          check=_check_semisup, after_run=True)
 def _semisup(subject, config):
   """{"semisup_error[<network>]" (%), "semisup_error_std[<network>]",
   "semisup_c[<network>]"} for every network of the subject."""

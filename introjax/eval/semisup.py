@@ -26,6 +26,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from introjax.errors import ConfigError
@@ -82,6 +83,30 @@ def extract(module, params, images, batch=500, count=LAYERS, grid=GRID):
   run = jax.jit(feature_fn(module, images.shape[1:], count, grid))
   return np.concatenate([np.asarray(run(params, jnp.asarray(
       images[i:i + batch]))) for i in range(0, len(images), batch)])
+
+
+def labelled_data(config, npz_path=None):
+  """The labelled-data section of a saved run: a classifier's own (all its
+  training images), or one read from an image member's dataset."""
+  data = config.data.to_dict()
+  if npz_path:
+    data["npz_path"] = npz_path
+  if config.trainer in ("icl", "stic"):
+    data["max_train"] = 0
+    return ml_collections.ConfigDict(data)
+  source = data.get("source", "")
+  if source == "npz":
+    return ml_collections.ConfigDict({"source": "npz", "num_classes": 10,
+                                      "npz_path": data["npz_path"]})
+  if source == "tfds":
+    return ml_collections.ConfigDict({
+        "source": "tfds", "num_classes": 10, "name": data["name"],
+        "train_split": data.get("split", "train"), "test_split": "test",
+        "data_dir": data.get("data_dir", "")})
+  raise ConfigError(
+      f"The run was trained on {source or data.get('texture', 'a texture')!r}"
+      " images, which have no labels; the semi-supervised protocol needs a "
+      "labelled dataset (npz or TFDS, e.g. MNIST or SVHN).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -107,17 +107,23 @@ def write_report(workdir):
 
 
 def reports(train):
-  """`train(..., config, workdir, ...)` that writes the workdir's report
-  when it returns (unless config.log.report is False): the one place every
-  member's run ends."""
+  """`train(..., config, workdir, ...)` that, when it returns, runs the
+  eval.final evaluators that read the saved run (semisup) and writes the
+  workdir's report (unless config.log.report is False): the one place
+  every member's run ends."""
   signature = inspect.signature(train)
 
   @functools.wraps(train)
   def train_and_report(*args, **kwargs):
     out = train(*args, **kwargs)
     named = signature.bind(*args, **kwargs).arguments
-    if named["config"].get("log", {}).get("report", True):
-      write_report(named["workdir"])
+    config, workdir = named["config"], named["workdir"]
+    if jax.process_index() == 0:
+      # introjax.evaluate reads saved runs, and imports this module.
+      from introjax import evaluate  # pylint: disable=g-import-not-at-top
+      evaluate.after_run(config, workdir)
+    if config.get("log", {}).get("report", True):
+      write_report(workdir)
     return out
 
   return train_and_report
