@@ -36,7 +36,8 @@ def evaluation():
           "semisup_labelled": 1000,  # IGM §4.5: labelled examples per SVM,
           "semisup_heldout": 10000,  #   held-out ones choosing C,
           "semisup_svms": 100,       #   SVMs averaged (eval/semisup.py),
-          "semisup_selection_draws": 5}  # labelled draws per C tried
+          "semisup_selection_draws": 5,  # labelled draws per C tried
+          "semisup_jobs": 0}  # SVMs fitted at once; 0: one per core
 
 
 def complete(c):

@@ -79,6 +79,9 @@ _SVMS = flags.DEFINE_integer("svms", None, "semisup: SVMs averaged "
 _DRAWS = flags.DEFINE_integer("selection_draws", None, "semisup: labelled "
                               "draws each C is validated on (default 5).",
                               flag_values=_FLAGS)
+_JOBS = flags.DEFINE_integer("jobs", None, "semisup: SVMs fitted at once "
+                             "(default: one per core).",
+                             flag_values=_FLAGS)
 _NETWORKS = flags.DEFINE_list("networks", None, "semisup: only these of the "
                               "workdir's networks (e.g. icl; default all).",
                               flag_values=_FLAGS)
@@ -103,13 +106,14 @@ _TEXTURES = ("brick", "grass", "gravel")
 
 
 def eval_config(config, seed, labelled=None, heldout=None, svms=None,
-                inception_weights=None, selection_draws=None):
+                inception_weights=None, selection_draws=None, jobs=None):
   """The saved config with the command line's evaluation settings."""
   config = ml_collections.ConfigDict(config.to_dict())
   config.seed = seed
   for field, value in (("semisup_labelled", labelled),
                        ("semisup_heldout", heldout), ("semisup_svms", svms),
                        ("semisup_selection_draws", selection_draws),
+                       ("semisup_jobs", jobs),
                        ("inception_weights", inception_weights)):
     if value is not None:
       config.eval[field] = value
@@ -218,7 +222,7 @@ def sample_subject(workdir, num, size=None, seed=0, with_judge_set=True):
 def evaluate(workdir, names, round_index=None, random_init=False, seed=0,
              labelled=None, heldout=None, svms=None, npz_path=None,
              num_images=500, size=None, inception_weights=None,
-             selection_draws=None, only=None):
+             selection_draws=None, only=None, jobs=None):
   """{metric: value} of the evaluators `names` on `workdir`."""
   names = [n.strip() for n in names if n.strip()]
   unknown = [n for n in names if n not in evaluators._REGISTRY]  # pylint: disable=protected-access
@@ -231,7 +235,7 @@ def evaluate(workdir, names, round_index=None, random_init=False, seed=0,
     config, subject = semisup_subject(workdir, round_index, random_init,
                                       seed, npz_path, only)
     config = eval_config(config, seed, labelled, heldout, svms,
-                         selection_draws=selection_draws)
+                         selection_draws=selection_draws, jobs=jobs)
     results.update(evaluators.run("semisup", subject, config))
   others = [n for n in names if n != "semisup"]
   if others:
@@ -270,7 +274,7 @@ def main(argv):
                      _RANDOM.value, _SEED.value, _LABELLED.value,
                      _HELDOUT.value, _SVMS.value, _NPZ.value, _NUM.value,
                      _SIZE.value, _WEIGHTS.value, _DRAWS.value,
-                     _NETWORKS.value)
+                     _NETWORKS.value, _JOBS.value)
   for key, value in results.items():
     print(f"{key}: {value:.6g}" if isinstance(value, float)
           else f"{key}: {value}")

@@ -1,6 +1,7 @@
 """FID, KID, precision/recall and IGM §4.5's semi-supervised protocol
 against direct NumPy / SciPy / scikit-learn references, and
 `introjax.evaluate` end to end on a tiny saved workdir."""
+import dataclasses
 import itertools
 import json
 import pathlib
@@ -221,6 +222,10 @@ def test_protocol_equals_a_direct_scikit_learn_loop():
   rows = semisup.rows_used(260, settings)
   assert semisup.protocol(train[rows], labels, test, test_labels, settings,
                           rows=rows)["errors"] == got["errors"]
+  # Fitted one at a time or four at once (threads), the same SVMs.
+  for jobs in (1, 4):
+    assert semisup.protocol(train, labels, test, test_labels,
+                            dataclasses.replace(settings, jobs=jobs)) == got
   with pytest.raises(ConfigError, match="the training set has 260.*lower "
                      "--heldout"):
     semisup.split(260, semisup.Settings(labelled=100, heldout=200))

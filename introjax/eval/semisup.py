@@ -21,7 +21,9 @@ these dimensions. The protocol works on any network whose convolutions
 are `layers.Conv` (the critics and the classifiers): a trained one, or a
 randomly initialised one of the same architecture, the floor.
 """
+import concurrent.futures
 import dataclasses
+import os
 from typing import Sequence
 
 import jax
@@ -117,6 +119,7 @@ class Settings:
   selection_draws: int = 5
   c_grid: Sequence[float] = C_GRID
   seed: int = 0
+  jobs: int = 0   # SVMs fitted at once (threads; liblinear frees the GIL); 0: every core
 
   @classmethod
   def from_config(cls, config):
@@ -125,7 +128,8 @@ class Settings:
                heldout=int(ev.get("semisup_heldout", 10000)),
                svms=int(ev.get("semisup_svms", 100)),
                selection_draws=int(ev.get("semisup_selection_draws", 5)),
-               seed=int((config or {}).get("seed", 0)))
+               seed=int((config or {}).get("seed", 0)),
+               jobs=int(ev.get("semisup_jobs", 0)))
 
 
 def split(num_train, settings):
@@ -198,16 +202,19 @@ def protocol(train_features, train_labels, test_features, test_labels,
                             train_labels[draw])
     return 100.0 * float((svm.predict(x) != y).mean())
 
-  with warnings.catch_warnings():
+  jobs = settings.jobs or os.cpu_count() or 1
+  with warnings.catch_warnings(), \
+      concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
     # A few SVMs stop at max_iter on near-separable features; their
     # solution is still the one the protocol scores.
     warnings.simplefilter("ignore", ConvergenceWarning)
-    validation = {c: np.mean([error(c, draw, held_x, train_labels[heldout],
-                                    i) for i, draw in enumerate(selection)])
+    fits = lambda tasks: list(pool.map(lambda task: error(*task), tasks))
+    validation = {c: np.mean(fits([(c, draw, held_x, train_labels[heldout], i)
+                                   for i, draw in enumerate(selection)]))
                   for c in settings.c_grid}
     best = min(validation, key=validation.get)
-    errors = [error(best, draw, test_x, test_labels, i)
-              for i, draw in enumerate(svm_draws)]
+    errors = fits([(best, draw, test_x, test_labels, i)
+                   for i, draw in enumerate(svm_draws)])
   return {"error": float(np.mean(errors)), "error_std": float(np.std(errors)),
           "C": float(best), "errors": errors, "dims": int(held_x.shape[1])}
 
