@@ -79,4 +79,7 @@ def get_config(variant=""):
   c.train.learning_rate = 2e-4
   c.log.num_samples = 16
   c.eval.num_images = 256
+  # Images per encode/decode call: 128 at 128², 2 at 1024² (one batch's
+  # activations, not the 1,000 held-out images', are in memory at once).
+  c.eval.batch_size = max(1, 128 ** 3 // size ** 2)
   return config_parts.complete(c)

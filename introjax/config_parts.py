@@ -27,6 +27,8 @@ def evaluation():
   return {"per_round": "",
           "final": "",
           "every_rounds": 1,
+          "batch_size": 100,        # images per evaluation call (rounded up
+                                    #   to a multiple of the devices)
           "inception_weights": "",
           "inception_splits": 10,   # Inception score parts (≤ the images)
           "inception_batch": 50,    # images per Inception forward pass

@@ -87,6 +87,25 @@ def global_rows(local, num_rows, mesh: Mesh):
       (padded_rows(num_rows, mesh),) + local.shape[1:])
 
 
+def map_batches(fn, array, batch_size, mesh: Mesh):
+  """Host numpy results of `fn(batch)` over the host `array`'s rows, in
+  batches of `batch_size` rounded up to a multiple of the devices, each
+  split over them: a call's memory is one batch's, a device's a share of
+  it. The last batch is zero-padded and its padding dropped, so `fn` must
+  treat rows independently."""
+  size = padded_rows(int(batch_size), mesh)
+  sharding = batch_sharding(mesh)
+  n = len(array)
+  outs = []
+  for start in range(0, n, size):
+    batch = np.asarray(array[start:start + size])
+    if len(batch) < size:
+      batch = np.pad(batch, [(0, size - len(batch))] + [(0, 0)] *
+                     (batch.ndim - 1))
+    outs.append(to_host(fn(jax.device_put(batch, sharding))))
+  return jax.tree.map(lambda *parts: np.concatenate(parts)[:n], *outs)
+
+
 def to_host(tree):
   """Device arrays as numpy, whole on every process. Arrays split over
   several hosts are gathered (a collective: every process must call)."""

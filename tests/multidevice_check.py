@@ -166,6 +166,34 @@ def check_conv_gradients(kernel_shape, devices):
     jax.config.update("jax_enable_x64", False)
 
 
+def check_introvae_evaluation_is_split(devices):
+  """IntroVAE's encodes and decodes run in eval batches split over the 8
+  devices (a batch of 5 rounds up to 8) and equal one device's."""
+  from introjax.training.introvae import IntroVAETrainer  # pylint: disable=g-import-not-at-top
+  config = load_config("introvae_faces.py:tiny")
+  config.eval.batch_size = 5
+  shape = (config.data.image_size, config.data.image_size, 1)
+  one, eight = (IntroVAETrainer(config, parallel.make_mesh(d),
+                                with_data=False, image_shape=shape)
+                for d in (devices[:1], devices))
+  images = np.random.default_rng(0).uniform(-1, 1, (13, *shape)).astype(
+      np.float32)
+  want = one.reconstruct(one.init_state(), images)
+  got = eight.reconstruct(eight.init_state(), images)
+  assert got.shape == images.shape
+  close(got, want, "8-device reconstructions against 1 device's", 1e-5)
+  seen = []
+
+  def doubled(batch):
+    seen.append(batch.addressable_shards[0].data.shape[0])
+    return batch * 2
+
+  out = parallel.map_batches(doubled, images, 5, eight.mesh)
+  np.testing.assert_array_equal(out, images * 2)
+  assert seen == [1, 1], seen   # 13 rows: two batches of 8, 1 a device
+  print("IntroVAE evaluation split over the devices matches")
+
+
 CHECKS = {
     "conv_direct": lambda d: check_conv_gradients((3, 3, 3, 5), d),
     "conv_winograd": lambda d: check_conv_gradients((5, 5, 16, 5), d),
@@ -173,6 +201,7 @@ CHECKS = {
     "texture_igm": lambda d: compare(TextureIGM, "igm_texture.py:tiny", d),
     "texture_winn": lambda d: compare(TextureWINN, "winn_texture.py:tiny", d),
     **icl_multidevice_check.CHECKS,
+    "introvae_evaluation": check_introvae_evaluation_is_split,
 }
 
 

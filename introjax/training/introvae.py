@@ -27,6 +27,7 @@ The images live on the devices as uint8 split over the mesh's data axis
 (as the other image members); batches are uniform draws with replacement,
 an epoch being count/batch_size steps.
 """
+import functools
 import os
 import time
 from typing import NamedTuple
@@ -382,45 +383,56 @@ class IntroVAETrainer:
     (introjax/compiled.py)."""
     state, rep = self._abstract(), self._replicated
     f32 = compiled.scalar(jnp.float32, rep)
-    held = self.config.data.holdout
-    # evaluate() encodes every held-out image in one call, and the
-    # reconstructions' and samples' decodes: whole on every device.
-    heldout = compiled.array((held, *self.image_shape), jnp.float32, rep)
-    latents = compiled.array((max(held, self.config.eval.num_images),
-                              self.latent_dim), jnp.float32, rep)
+    # evaluate() encodes and decodes in eval batches split over the devices.
+    batch = parallel.padded_rows(self.config.eval.batch_size, self.mesh)
+    heldout = compiled.array((batch, *self.image_shape), jnp.float32,
+                             self._batch)
+    latents = compiled.array((batch, self.latent_dim), jnp.float32,
+                             self._batch)
     common = dict(watch={"dataset": self.images},
                   resident=(state, self.images))
     return [
         compiled.Step("training (E then G)", self._round,
                       (state, self.images, compiled.key(rep), f32, f32),
                       iterations=self.steps_per_round, **common),
-        compiled.Step("evaluation (encode held-out)", self._encode,
+        compiled.Step("evaluation (encode a batch)", self._encode,
                       (state.encoder, heldout), **common),
-        compiled.Step("evaluation (decode)", self._decode,
+        compiled.Step("evaluation (decode a batch)", self._decode,
                       (state.generator, latents), **common),
     ]
 
   # Generation ------------------------------------------------------------------
 
+  # Every encode and decode runs in eval.batch_size batches split over the
+  # devices: 1,000 held-out 1024² images in one call would not fit a chip.
+  def encode(self, state, images):
+    """(μ, log σ²) of host `images`, host numpy."""
+    return parallel.map_batches(
+        functools.partial(self._encode, state.encoder), images,
+        self.config.eval.batch_size, self.mesh)
+
+  def decode(self, state, z):
+    """G(z) of host latents `z`, host numpy."""
+    return parallel.map_batches(
+        functools.partial(self._decode, state.generator), z,
+        self.config.eval.batch_size, self.mesh)
+
   def sample(self, state, num, key):
     """`num` images G(z), z ~ N(0, I) from `key`, host numpy."""
-    z = jax.random.normal(key, (num, self.latent_dim))
-    return parallel.to_host(self._decode(state.generator, z))
+    return self.decode(state, np.asarray(
+        jax.random.normal(key, (num, self.latent_dim))))
 
   def reconstruct(self, state, images):
     """G(μ(x)): the posterior mean's image (no sampling noise)."""
-    mu, _ = self._encode(state.encoder, jnp.asarray(images))
-    return parallel.to_host(self._decode(state.generator, mu))
+    return self.decode(state, self.encode(state, images)[0])
 
   def interpolate(self, state, a, b, steps):
     """(len(a), steps) images G((1−t)μ(a) + tμ(b)), t from 0 to 1 (Fig. 6)."""
-    mu_a, _ = self._encode(state.encoder, jnp.asarray(a))
-    mu_b, _ = self._encode(state.encoder, jnp.asarray(b))
-    t = jnp.linspace(0.0, 1.0, steps)[None, :, None]
+    mu_a, mu_b = self.encode(state, a)[0], self.encode(state, b)[0]
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[None, :, None]
     z = (1 - t) * mu_a[:, None] + t * mu_b[:, None]
-    images = self._decode(state.generator, z.reshape(-1, self.latent_dim))
-    return parallel.to_host(images).reshape((len(a), steps)
-                                            + self.image_shape)
+    images = self.decode(state, z.reshape(-1, self.latent_dim))
+    return images.reshape((len(a), steps) + self.image_shape)
 
   def eval_key(self):
     return jax.random.fold_in(self.base_key, _EVAL_STREAM)
