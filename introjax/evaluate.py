@@ -6,8 +6,8 @@ r"""Evaluates a saved workdir with evaluators by name, without training.
     python -m introjax.evaluate --workdir=runs/igm_mnist --eval=semisup --random_init
     python -m introjax.evaluate --workdir=runs/brick --eval=kid,precision_recall,ms_ssim
 
-semisup (IGM §4.5) also runs as a run ends when eval.final names it
-(`after_run`, called by harness.reports). It reads any saved critic or classifier: the last critic
+semisup (IGM §4.5) reads any saved critic or classifier (and runs as a
+run ends when eval.final names it: `after_run`): the last critic
 of a cascade, every ICL / STIC variant; `--random_init` gives the floor, the
 same architectures with fresh weights (seed `--seed`). Its labelled data is
 the run's dataset (all its training images; MNIST from an npz or TFDS,

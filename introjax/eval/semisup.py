@@ -119,7 +119,8 @@ class Settings:
   selection_draws: int = 5
   c_grid: Sequence[float] = C_GRID
   seed: int = 0
-  jobs: int = 0   # SVMs fitted at once (threads; liblinear frees the GIL); 0: every core
+  # SVMs fitted at once, in threads (liblinear frees the GIL); 0: a core each.
+  jobs: int = 0
 
   @classmethod
   def from_config(cls, config):
