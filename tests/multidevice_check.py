@@ -117,6 +117,11 @@ def compare(trainer_cls, spec, devices):
   x1, _ = one.generate(moved_to(one, final).cascade, 8, 32,
                        jax.random.PRNGKey(0))
   close(x1, x8, "generated textures", 1e-2)
+  # Three samples on eight devices run as eight split chains, the first
+  # three of them: one a device, not three replicated on each.
+  x3, stats3 = eight.generate(state.cascade, 3, 32, jax.random.PRNGKey(0))
+  assert x3.shape[0] == 3 and stats3.steps.shape[-1] == 3
+  close(x1[:3], x3, "three generated textures", 1e-2)
 
   # The whole loop, checkpoints and resume included, runs sharded and
   # picks up where it stopped: the same arrays and metrics as the run above.

@@ -418,10 +418,15 @@ class TextureTrainer:
     pad = self.canvas_pad
     canvas = (size + 2 * pad, size + 2 * pad, self.canvas_shape[2])
     k_init, k_ascent = jax.random.split(key)
-    x0 = self.initial_negatives(k_init, num, canvas)
+    # Rounded up to split over the devices (64 samples on 256 chips: one a
+    # chip, not 64 on each); the extra chains run alone and are dropped.
+    x0 = self.initial_negatives(k_init, parallel.padded_rows(num, self.mesh),
+                                canvas)
     canvases, stats = self._generate(self.positive, cascade, x0, None,
                                      k_ascent)
-    return _crop_center(canvases, pad), stats
+    per_sample = {f: getattr(stats, f)[:, :num]
+                  for f in ("steps", "stopped", "first_logit", "last_logit")}
+    return _crop_center(canvases[:num], pad), stats._replace(**per_sample)
 
   def stylize(self, cascade, content, alpha, steps, key):
     """IGM §4.2: minimises α·||I_style − I||² − (1−α)·ln p(I_style) from the
@@ -446,10 +451,10 @@ class TextureTrainer:
       watch["dataset"] = self.positive
     gen = self.config.generate
     size = gen.get("size", 0) or self.negative_shape[0]
-    side, num = size + 2 * self.canvas_pad, max(gen.num_images, 1)
-    canvases = compiled.array(
-        (num, side, side, self.canvas_shape[2]), jnp.float32,
-        self._batch if num % self.mesh.size == 0 else rep)
+    side = size + 2 * self.canvas_pad
+    num = parallel.padded_rows(max(gen.num_images, 1), self.mesh)
+    canvases = compiled.array((num, side, side, self.canvas_shape[2]),
+                              jnp.float32, self._batch)
     # What lives on the devices through a run: counted into every step.
     common = dict(watch=watch, resident=(abstract, self.positive))
     return [
