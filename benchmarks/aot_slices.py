@@ -9,8 +9,9 @@ reports: one row per (config, slice, step).
     python benchmarks/aot_slices.py reports/*.json
 
 Times are estimates from the compiled programs (XLA's own where it gives
-one, else the larger of FLOPs / peak bf16 FLOP/s and bytes / HBM bandwidth
-from the chip's datasheet), per iteration of the step's loop and per round
+one the chip's peaks allow, else the larger of FLOPs / peak bf16 FLOP/s and
+bytes / HBM bandwidth from the chip's datasheet: `aot.estimated_seconds`),
+per iteration of the step's loop and per round
 (× the loop's iterations), not measurements.
 """
 import json
@@ -21,14 +22,6 @@ GiB = 1 << 30
 
 def _size(n):
   return f"{n / GiB:.2f} GiB" if n >= GiB / 10 else f"{n / (1 << 20):.1f} MiB"
-
-
-def _seconds(step, chip):
-  xla = step.get("xla_seconds")
-  if xla and xla > 0:
-    return xla, "XLA"
-  return max(step["flops"] / (chip["bf16_tflops"] * 1e12),
-             step["bytes_accessed"] / (chip["hbm_gbps"] * 1e9)), "peak"
 
 
 def _collectives(step):
@@ -42,7 +35,8 @@ def _collectives(step):
 def rows(report):
   chip = report["chip"]
   for step in report["steps"]:
-    per_iteration, how = _seconds(step, chip)
+    per_iteration = step["estimated_seconds"]
+    how = step["estimate_basis"]
     watched = ", ".join(
         f"{name} {_size(b)}: {'GATHERED' if name in step['gathered'] else 'no'}"
         for name, b in step["watched_bytes"].items())

@@ -150,3 +150,19 @@ def test_every_members_steps_lower_from_abstract_arguments(spec, overrides):
         a, r = getattr(abstract, name), getattr(real, name)
         assert (a.shape, a.dtype, a.sharding.spec) == (
             r.shape, r.dtype, r.sharding.spec), name
+
+
+def test_the_time_estimate_never_beats_the_chips_peaks():
+  """XLA's own estimate stands only where the datasheet allows it: one
+  below FLOPs / peak (v5e gave 0.017 ms for 93 GFLOP) is replaced by the
+  larger of the FLOP and byte bounds."""
+  from types import SimpleNamespace
+  from introjax import aot
+  v5e = aot.CHIPS["TPU v5 lite"]       # 197 TFLOP/s, 819 GB/s
+  step = lambda xla, flops, nbytes: SimpleNamespace(
+      xla_seconds=xla, flops=flops, bytes_accessed=nbytes)
+  assert aot.estimated_seconds(step(1.7e-5, 93e9, 1e8), v5e) == (
+      pytest.approx(93e9 / 197e12), "peak")
+  assert aot.estimated_seconds(step(None, 1e9, 8.19e9), v5e) == (
+      pytest.approx(0.01), "peak")
+  assert aot.estimated_seconds(step(2e-3, 93e9, 1e8), v5e) == (2e-3, "XLA")
