@@ -433,35 +433,32 @@ def table(report):
 
 # Command line ----------------------------------------------------------------
 
-_TOPOLOGY = flags.DEFINE_string(
-    "topology", None, "A TPU topology (v5e:16x16, v4:2x2x4, v5p:4x4x4) or "
-    "accelerator type (v4-32, v5litepod-256, v5p-128).")
-_JSON = flags.DEFINE_bool("json", False, "Print the report as JSON.")
-_STEPS = flags.DEFINE_list("steps", None, "Only the steps whose names start "
-                           "with these, e.g. classification,synthesis.")
-
-
-def _config_flag():
+def _define_flags():
+  """The command's flags, registered when it runs rather than on import, so
+  the library (check, estimated_seconds) imports beside other commands."""
   from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
-  return config_flags.DEFINE_config_file(
+  flags.DEFINE_string(
+      "topology", None, "A TPU topology (v5e:16x16, v4:2x2x4, v5p:4x4x4) or "
+      "accelerator type (v4-32, v5litepod-256, v5p-128).")
+  flags.DEFINE_bool("json", False, "Print the report as JSON.")
+  flags.DEFINE_list("steps", None, "Only the steps whose names start with "
+                    "these, e.g. classification,synthesis.")
+  config_flags.DEFINE_config_file(
       "config", None, "A config file, optionally with a variant: "
       "configs/igm_texture.py:paper.", lock_config=True)
-
-
-_CONFIG = _config_flag()
 
 
 def main(argv):
   from absl import app  # pylint: disable=import-outside-toplevel
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  if not _TOPOLOGY.value:
+  f = flags.FLAGS
+  if not f.topology:
     raise UserError("--topology is required, e.g. --topology=v5e:16x16.")
-  label = flags.FLAGS["config"].serialize().partition("=")[2]
-  label = label.rpartition("/")[2] or _CONFIG.value.trainer
-  report = check(_CONFIG.value, _TOPOLOGY.value, label, _STEPS.value)
-  print(json.dumps(report.as_json(), indent=2) if _JSON.value
-        else table(report))
+  label = f["config"].serialize().partition("=")[2]
+  label = label.rpartition("/")[2] or f.config.trainer
+  report = check(f.config, f.topology, label, f.steps)
+  print(json.dumps(report.as_json(), indent=2) if f.json else table(report))
   sys.stdout.flush()
   if not report.fits:
     print(report.verdict(), file=sys.stderr)
@@ -469,6 +466,7 @@ def main(argv):
 
 
 def run(argv=None):
+  _define_flags()
   argv = config_utils.resolve_aliases(sys.argv if argv is None else argv)
   cli.run_app(main, argv, before=config_utils.check_overrides)
 
