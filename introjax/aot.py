@@ -16,11 +16,12 @@ compiled by XLA's TPU compiler. One row per step: per-device memory
 (arguments, outputs, temporaries, the rest of the run's state that stays
 resident, total against the chip's HBM), FLOPs and bytes accessed and a
 time estimate for one iteration of the step's loop (XLA's cost analysis
-counts a loop's body once; `estimated_seconds` says whose estimate), compile time, and the collectives in the
-compiled program with the bytes each moves; the last column says whether
-the pool or the dataset is ever gathered whole. A run that does not fit
-ends with one sentence naming the step, its bytes per device against the
-chip's, and the knob to turn; the exit status is then 1.
+counts a loop's body once; `estimated_seconds` says whose estimate),
+compile time, and the collectives in the compiled program with the bytes
+each moves; the last column says whether the pool or the dataset is ever
+gathered whole. A run that does not fit ends with one sentence naming the
+step, its bytes per device against the chip's, and the knob to turn; the
+exit status is then 1.
 """
 import dataclasses
 import json

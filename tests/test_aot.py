@@ -166,3 +166,13 @@ def test_the_time_estimate_never_beats_the_chips_peaks():
   assert aot.estimated_seconds(step(None, 1e9, 8.19e9), v5e) == (
       pytest.approx(0.01), "peak")
   assert aot.estimated_seconds(step(2e-3, 93e9, 1e8), v5e) == (2e-3, "XLA")
+
+
+def test_the_library_imports_beside_the_other_commands():
+  """aot registers its command-line flags only when it runs, so importing
+  it next to bench (whose --json it would clash with) works in one process,
+  as it must in a test worker or a notebook."""
+  subprocess.run([sys.executable, "-c",
+                  "import introjax.bench, introjax.aot, introjax.evaluate"],
+                 cwd=REPO, check=True, timeout=120,
+                 env=subprocess_env(JAX_PLATFORMS="cpu"))
