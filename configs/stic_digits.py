@@ -61,6 +61,9 @@ def get_config(variant=""):
   c.stic.references_per_class = 10   # real images saved for introjax.sample
   # Score-STIC (stic.variants "score_stic", STIC §5)
   c.stic.score = ml_collections.ConfigDict()
+  # shared: one last layer gives s(x) and the K + 1 logits; on_score: a
+  # Dense layer from s(x) to the logits (models/classifiers.ScoreClassifier)
+  c.stic.score.head = "shared"
   c.stic.score.weight = 0.01     # the score-matching regulariser's weight
   c.stic.score.trace = "hutchinson"   # tr ∇ₓs: hutchinson | exact (D passes)
   c.stic.score.projections = 1   # Hutchinson probes per image

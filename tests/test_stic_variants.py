@@ -197,12 +197,14 @@ def test_score_trace_exact_and_hutchinson_match_the_analytic_jacobian():
       one, ((1 - s ** 2) * np.diag(np.asarray(w))).sum(axis=1), rtol=1e-5)
 
 
-def test_score_stic_terms_on_the_network_match_central_differences():
+@pytest.mark.parametrize("head", classifiers.SCORE_HEADS)
+def test_score_stic_terms_on_the_network_match_central_differences(head):
   """½‖s‖², tr ∇ₓs (the network's own Jacobian by central differences: the
   trunk is piecewise linear) and ½‖y − p(y|x)‖² on a ScoreClassifier."""
   trunk = classifiers.build_classifier(ml_collections.ConfigDict(
-      {"name": "icl_conv", "features": (4, 6), "kernel_size": 3}), 16)
-  net = classifiers.ScoreClassifier(trunk=trunk, num_outputs=4)
+      {"name": "icl_conv", "features": (4, 6), "kernel_size": 3}),
+      16 + (4 if head == "shared" else 0))
+  net = classifiers.ScoreClassifier(trunk=trunk, num_outputs=4, head=head)
   params = net.init(jax.random.PRNGKey(5), jnp.zeros((1, 4, 4, 1)))["params"]
   fn = jax.jit(lambda x: net.apply(
       {"params": params}, x,
@@ -348,6 +350,8 @@ def test_score_stic_chains_follow_the_learned_score(variants_run):
     ({"stic.attentive.glimpses": 0}, r"stic.attentive.glimpses=0 must be"),
     ({"stic.attentive.hidden": 0}, r"stic.attentive.hidden=0 .* must be ≥ 1"),
     ({"stic.score.trace": "sliced"}, r"Unknown stic.score.trace='sliced'"),
+    ({"stic.score.head": "dense"}, r"Unknown stic.score.head='dense'; use "
+     r"'shared' or 'on_score'"),
     ({"stic.score.projections": 0}, r"stic.score.projections=0 must be ≥ 1"),
     ({"synthesis.metropolis": True}, r"score_stic cannot take "
      r"synthesis.metropolis=True"),

@@ -163,25 +163,47 @@ class WideResNet(nn.Module):
     return float32_logits(x, self.num_outputs, "logits")
 
 
+SCORE_HEADS = ("shared", "on_score")
+
+
 class ScoreClassifier(nn.Module):
-  """Score-STIC's network (STIC §5): the classifier `trunk`, built with an
-  output of the input's size, is the score s(x) ≈ ∇ₓ log p(x) (Song &
-  Ermon's criterion for a score network), "followed by softmax
-  classification": a Dense layer from s(x) to `num_outputs` logits.
+  """Score-STIC's network (STIC §5): the classifier `trunk`, its last layer
+  "matched with input layer dimension" to give the score s(x) ≈ ∇ₓ log p(x)
+  (Song & Ermon's criterion for a score network), "followed by softmax
+  classification". Two readings of that phrase (`head`):
+
+    shared    the trunk's last layer has D + `num_outputs` units: the first
+              D are s(x), the rest the class logits, so s(x) and p(y|x)
+              read the same features and ∇ₓ log p(y|x) does not pass
+              through ∇ₓs (the trunk must be built with D + num_outputs)
+    on_score  a Dense layer from s(x) to the logits (the trunk built with D
+              outputs): ∇ₓ log p(y|x) = ∇ₓs · (…), the Jacobian whose trace
+              the regulariser drives down; its chains are noise on the
+              digits (BENCHMARKS.md, "STIC §5's variants")
+
   `score` gives s(x) shaped like x; the trunk's convolutions keep their
   names under "trunk/" (conv0 … resolve to them)."""
   trunk: nn.Module
   num_outputs: int
+  head: str = "shared"
 
   def setup(self):
-    self.head = nn.Dense(self.num_outputs, dtype=jnp.float32, name="logits")
+    if self.head not in SCORE_HEADS:
+      raise ConfigError(f"Unknown Score-STIC head {self.head!r}; use "
+                        f"{' or '.join(map(repr, SCORE_HEADS))}.")
+    if self.head == "on_score":
+      self.classify = nn.Dense(self.num_outputs, dtype=jnp.float32,
+                               name="logits")
 
   def score(self, x):
-    return self.trunk(x).reshape(x.shape).astype(jnp.float32)
+    return self.score_and_logits(x)[0]
 
   def score_and_logits(self, x):
-    s = self.score(x)
-    return s, self.head(s.reshape(s.shape[0], -1))
+    out = self.trunk(x).astype(jnp.float32)
+    d = x[0].size
+    s = out[:, :d]
+    logits = self.classify(s) if self.head == "on_score" else out[:, d:]
+    return s.reshape(x.shape), logits
 
   def __call__(self, x):
     return self.score_and_logits(x)[1]

@@ -68,6 +68,7 @@ from introjax import parallel
 from introjax.data import datasets
 from introjax.data import pool as pool_lib
 from introjax.errors import ConfigError, NonFiniteError
+from introjax.models import classifiers
 from introjax.eval import evaluators
 from introjax.eval import robustness
 from introjax.eval.images import center_crop, readable_scale, save_grid
@@ -690,6 +691,11 @@ def _check_settings(config):
     if s.trace not in score_matching.TRACES:
       raise ConfigError(f"Unknown stic.score.trace={s.trace!r}; use "
                         f"{' or '.join(map(repr, score_matching.TRACES))}.")
+    head = stic_networks.score_head(config)
+    if head not in classifiers.SCORE_HEADS:
+      raise ConfigError(
+          f"Unknown stic.score.head={head!r}; use "
+          f"{' or '.join(map(repr, classifiers.SCORE_HEADS))}.")
     if s.projections < 1 or min(s.weight, s.data_noise, s.guidance) < 0:
       raise ConfigError(
           f"stic.score.projections={s.projections} must be ≥ 1 and "

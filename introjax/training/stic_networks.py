@@ -10,7 +10,9 @@ climbs there:
               images; gram_regularised on `stic.gram_layers` (or
               target_logit for sampler "sgld"); no regulariser
   score       score_stic (STIC §5): models.classifiers.ScoreClassifier
-              around the `model.name` network; regulariser
+              around the `model.name` network, s(x) and the logits from
+              one last layer (`stic.score.head` "shared"; "on_score": the
+              logits a Dense layer of s(x)); regulariser
               `stic.score.weight` × objectives/score_matching's
               E[½‖s‖² + tr ∇ₓs + ½‖y − p(y|x)‖²] on the real rows (plus
               N(0, `stic.score.data_noise`²), 0: as written); the
@@ -30,6 +32,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from introjax.errors import ConfigError
 from introjax.models import attention
@@ -100,14 +103,22 @@ class ImageClassifier:
     return scores.gram_regularised(taps, targets, grams, self.gram_weight)
 
 
+def score_head(config):
+  """`stic.score.head`; runs saved before it existed had the Dense head."""
+  return config.stic.score.get("head", "on_score")
+
+
 class ScoreNetwork(ImageClassifier):
   """Score-STIC: s(x) then softmax classification (module docstring)."""
 
   def _module(self):
+    head = score_head(self.config)
+    d = int(np.prod(self.image_shape))
     trunk = classifiers.build_classifier(
-        self.config.model, int(jnp.prod(jnp.array(self.image_shape))),
+        self.config.model, d + (self.k + 1 if head == "shared" else 0),
         self.config.dtype)
-    return classifiers.ScoreClassifier(trunk=trunk, num_outputs=self.k + 1)
+    return classifiers.ScoreClassifier(trunk=trunk, num_outputs=self.k + 1,
+                                       head=head)
 
   def learned_score(self, params, x):
     return self.module.apply({"params": params}, x,
