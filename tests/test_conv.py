@@ -3,7 +3,8 @@ values, both gradients, and a gradient of a gradient. The shapes cover both
 forward paths (patch matrix product on small or strided maps, XLA's
 convolution on 17×18) and the phase-wise col2im's edge cases: strides 1–3,
 even and 1×1 kernels, VALID padding that leaves input rows unused, and a
-1-pixel-high map. Stride-2 5×5/6×6 convolutions with 16+ channels take the
+1-pixel-high map; unstrided ones whose input gradient is XLA's convolution
+(odd and even kernels, SAME and VALID). Stride-2 5×5/6×6 convolutions with 16+ channels take the
 Winograd path, checked alike (and its float32 error against float64)."""
 import functools
 
@@ -34,7 +35,8 @@ def float64():
     (6, 3, 1, "SAME"), (8, 5, 2, "VALID"), (9, 3, 2, "VALID"),
     (5, 3, 1, "VALID"), (2, 5, 2, "SAME"), (10, 3, 2, "VALID"),
     (11, 4, 3, "SAME"), (7, 1, 2, "SAME"), (1, 3, 1, "SAME"),
-    (17, 5, 2, "SAME")])
+    (17, 5, 2, "SAME"), (9, 3, 1, "SAME"), (9, 4, 1, "SAME"),
+    (8, 2, 1, "VALID")])
 def test_conv2d_matches_xla(size, k, stride, padding):
   check_against_xla((2, size, size + 1, 3), (k, k, 3, 4), stride, padding)
 
