@@ -54,6 +54,11 @@ MUTATIONS = (
         "    return FixedSteps()",
         ("tests/test_igm.py::test_tiny_run_learns_and_writes_its_outputs",)),
     Mutation(
+        "conv-stride1-input-grad-unflipped", "introjax/models/conv.py",
+        "  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)",
+        "  flipped = kernel.transpose(0, 1, 3, 2)",
+        ("tests/test_conv.py::test_conv2d_matches_xla",)),
+    Mutation(
         "conv-kernel-cotangent-averaged", "introjax/models/conv.py",
         "return lax.psum(cotangent, tuple(sorted(extra))) if extra",
         "return lax.pmean(cotangent, tuple(sorted(extra))) if extra",
