@@ -178,8 +178,8 @@ class ScoreClassifier(nn.Module):
               through ∇ₓs (the trunk must be built with D + num_outputs)
     on_score  a Dense layer from s(x) to the logits (the trunk built with D
               outputs): ∇ₓ log p(y|x) = ∇ₓs · (…), the Jacobian whose trace
-              the regulariser drives down; its chains are noise on the
-              digits (BENCHMARKS.md, "STIC §5's variants")
+              the regulariser drives down; its chains are worse on the
+              digits (BENCHMARKS.md, "Score-STIC, fixed")
 
   `score` gives s(x) shaped like x; the trunk's convolutions keep their
   names under "trunk/" (conv0 … resolve to them)."""

@@ -8,7 +8,7 @@ for its forward pass, and the forward pass on a 4×4 map takes 286 ms against
 
   * input gradient of an unstrided convolution on a map larger than 8×8:
     XLA's forward convolution of dy with the kernel flipped in space and
-    its channels swapped (IntroVAE's 64² iteration: 2.76 → 2.26 s; 3×3
+    its channels swapped (IntroVAE's 64² iteration: 2.76 → 2.35 s; 3×3
     layers alone 0.95–1.2×, so 8×8 maps and smaller keep the matrix
     product);
   * every other input gradient: a matrix product (dy · Wᵀ gives each output
@@ -160,10 +160,9 @@ def _sum_over_extra_axes(cotangent, primal):
 _STRIDE1_CONV_GRAD_MIN_POSITIONS = 65
 
 
-def _input_grad_as_conv(x, kernel, stride):
+def _input_grad_as_conv(x, stride):
   """Whether an unstrided convolution's input gradient runs as XLA's
   forward convolution of dy with the flipped, transposed kernel."""
-  del kernel
   return (stride == 1 and
           x.shape[1] * x.shape[2] >= _STRIDE1_CONV_GRAD_MIN_POSITIONS)
 
@@ -193,7 +192,7 @@ def _cpu_conv(x, kernel, stride, padding):
     k, _, cin, cout = kernel.shape
     patches = _patches(x, k, stride, padding).reshape(-1, k * k * cin)
     dkernel = jnp.dot(patches.T, dy.reshape(-1, cout)).reshape(kernel.shape)
-    if _input_grad_as_conv(x, kernel, stride):
+    if _input_grad_as_conv(x, stride):
       dx = _stride1_input_grad(dy, kernel, x.shape, padding)
     else:
       dpatches = jnp.dot(dy.reshape(-1, cout), kernel.reshape(-1, cout).T)

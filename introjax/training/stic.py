@@ -68,10 +68,10 @@ from introjax import parallel
 from introjax.data import datasets
 from introjax.data import pool as pool_lib
 from introjax.errors import ConfigError, NonFiniteError
-from introjax.models import classifiers
 from introjax.eval import evaluators
 from introjax.eval import robustness
 from introjax.eval.images import center_crop, readable_scale, save_grid
+from introjax.models import classifiers
 from introjax.objectives import score_matching
 from introjax.objectives import vrm
 from introjax.sampling import p0 as p0_lib
