@@ -166,6 +166,14 @@ class WideResNet(nn.Module):
 SCORE_HEADS = ("shared", "on_score")
 
 
+def check_score_head(head, name="head"):
+  """One sentence for a head ScoreClassifier does not know; `name` is how
+  the caller spells the setting."""
+  if head not in SCORE_HEADS:
+    raise ConfigError(f"Unknown {name}={head!r}; use "
+                      f"{' or '.join(map(repr, SCORE_HEADS))}.")
+
+
 class ScoreClassifier(nn.Module):
   """Score-STIC's network (STIC §5): the classifier `trunk`, its last layer
   "matched with input layer dimension" to give the score s(x) ≈ ∇ₓ log p(x)
@@ -188,9 +196,7 @@ class ScoreClassifier(nn.Module):
   head: str = "shared"
 
   def setup(self):
-    if self.head not in SCORE_HEADS:
-      raise ConfigError(f"Unknown Score-STIC head {self.head!r}; use "
-                        f"{' or '.join(map(repr, SCORE_HEADS))}.")
+    check_score_head(self.head)
     if self.head == "on_score":
       self.classify = nn.Dense(self.num_outputs, dtype=jnp.float32,
                                name="logits")

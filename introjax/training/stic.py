@@ -691,11 +691,8 @@ def _check_settings(config):
     if s.trace not in score_matching.TRACES:
       raise ConfigError(f"Unknown stic.score.trace={s.trace!r}; use "
                         f"{' or '.join(map(repr, score_matching.TRACES))}.")
-    head = stic_networks.score_head(config)
-    if head not in classifiers.SCORE_HEADS:
-      raise ConfigError(
-          f"Unknown stic.score.head={head!r}; use "
-          f"{' or '.join(map(repr, classifiers.SCORE_HEADS))}.")
+    classifiers.check_score_head(stic_networks.score_head(config),
+                                 "stic.score.head")
     if s.projections < 1 or min(s.weight, s.data_noise, s.guidance) < 0:
       raise ConfigError(
           f"stic.score.projections={s.projections} must be ≥ 1 and "
