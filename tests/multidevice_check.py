@@ -141,6 +141,7 @@ def check_conv_gradients(kernel_shape, devices):
   devices (and the input's kept per device), as XLA's convolution gives."""
   jax.config.update("jax_enable_x64", True)
   min_tiles, conv._WINOGRAD_MIN_TILES = conv._WINOGRAD_MIN_TILES, 1  # pylint: disable=protected-access
+  min_work, conv._WINOGRAD_MIN_MULTIPLY_ADDS = conv._WINOGRAD_MIN_MULTIPLY_ADDS, 1  # pylint: disable=protected-access
   try:
     mesh = jax.sharding.Mesh(np.asarray(devices), ("data",))
     spec = jax.sharding.PartitionSpec
@@ -168,6 +169,7 @@ def check_conv_gradients(kernel_shape, devices):
       np.testing.assert_allclose(g, v, rtol=1e-10, atol=1e-10)
   finally:
     conv._WINOGRAD_MIN_TILES = min_tiles  # pylint: disable=protected-access
+    conv._WINOGRAD_MIN_MULTIPLY_ADDS = min_work  # pylint: disable=protected-access
     jax.config.update("jax_enable_x64", False)
 
 

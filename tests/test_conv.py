@@ -49,6 +49,7 @@ def test_conv2d_matches_xla(size, k, stride, padding):
     (16, 16, 6, "VALID")])  # even kernel
 def test_winograd_conv2d_matches_xla(height, width, k, padding, monkeypatch):
   monkeypatch.setattr(conv, "_WINOGRAD_MIN_TILES", 1)  # a batch of 2 will do
+  monkeypatch.setattr(conv, "_WINOGRAD_MIN_MULTIPLY_ADDS", 1)
   x_shape, w_shape = (2, height, width, 16), (k, k, 16, 3)
   assert conv._uses_winograd(jnp.zeros(x_shape), jnp.zeros(w_shape), 2,
                              padding)
@@ -82,10 +83,11 @@ def check_against_xla(x_shape, w_shape, stride, padding):
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
 
 
-def test_winograd_gradient_of_a_jitted_convolution():
+def test_winograd_gradient_of_a_jitted_convolution(monkeypatch):
   """A jitted convolution differentiated inside another jit (as a jitted
   model's apply under `jax.grad`): the VJP runs outside the trace that
   built the forward pass and must not reach into it."""
+  monkeypatch.setattr(conv, "_WINOGRAD_MIN_MULTIPLY_ADDS", 1)
   x = jax.random.normal(jax.random.PRNGKey(0), (16, 16, 16, 16))
   w = jax.random.normal(jax.random.PRNGKey(1), (5, 5, 16, 8))
   assert conv._uses_winograd(x, w, 2, "SAME")
@@ -94,6 +96,22 @@ def test_winograd_gradient_of_a_jitted_convolution():
   for got, want in zip(grad(lambda x, w: conv2d(x, w, 2)),
                        grad(lambda x, w: reference(x, w, 2, "SAME"))):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("batch, size, cin, cout, winograd", [
+    (100, 32, 64, 128, True),    # texture critic, conv1
+    (100, 8, 256, 512, True),    # texture critic, conv3
+    (100, 14, 64, 128, True),    # ICL MNIST net, conv1
+    (100, 14, 32, 64, False),    # STIC digits net, conv1: too little work
+    (100, 7, 64, 128, False),    # STIC digits net, conv2
+    (10, 16, 128, 256, False),   # one-vs-all: 10 samples per critic
+    (100, 64, 3, 64, False)])    # RGB input
+def test_winograd_only_where_it_pays(batch, size, cin, cout, winograd):
+  """The dispatch measured in conv.py's comments: Winograd's transforms
+  lose on small per-call work (0.7× on the STIC digits net's layers)."""
+  x, w = (jax.ShapeDtypeStruct(s, jnp.float32) for s in (
+      (batch, size, size, cin), (5, 5, cin, cout)))
+  assert conv._uses_winograd(x, w, 2, "SAME") == winograd
 
 
 def test_winograd_float32_error():

@@ -29,8 +29,9 @@ for its forward pass, and the forward pass on a 4×4 map takes 286 ms against
     kernel-gradient convolution is fine alone but, inside a `while_loop`
     (our training loop), made a critic step 6.5 s instead of 0.17 s.
 
-Stride-2 5×5 convolutions with 16+ input channels and enough output tiles
-(every critic layer but the first on an RGB input) go further on CPU:
+Stride-2 5×5 convolutions with 16+ input channels and enough work per call
+(every texture-critic layer but the first on an RGB input; not the small
+layers of the 28×28 STIC digits net) go further on CPU:
 Winograd F(4×4, 3×3) after a space-to-depth rearrangement, 9 instead of 25
 multiplications per output and input channel, with its own VJP (below).
 It made the texture critic's synthesis step about 1.5× faster (434 → 267–298
@@ -224,24 +225,32 @@ _WINOGRAD_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6],
 _WINOGRAD_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0],
                          [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
 _TILE, _TAPS = 4, 6  # output tile side, input tile side (4 + 3 - 1)
-# Below this many input channels (RGB), or this many output tiles per call
+# Below this many input channels (RGB), this many output tiles per call
 # (rows of the 36 matrix products; e.g. one-vs-all's 10 samples per vmapped
-# critic), the transforms and small products cost more than they save.
+# critic), or this many multiply-adds of the direct convolution per call,
+# the transforms and small products cost more than they save. The last one
+# (2 cores, fwd + input gradient): the STIC digits net's 14×14×32 → 64
+# layer at batch 100 (0.25e9) took 10.3 ms by Winograd against 7.5 ms
+# direct and 7×7×64 → 128 (0.33e9) 10.0 against 7.2, while 14×14×64 → 128
+# (1.0e9) took 24 against 40 and 7×7×128 → 256 (1.3e9) 22 against 24.
 _WINOGRAD_MIN_CHANNELS = 16
 _WINOGRAD_MIN_TILES = 64
+_WINOGRAD_MIN_MULTIPLY_ADDS = 8e8
 
 
 def _uses_winograd(x, kernel, stride, padding):
-  """Stride-2 5×5/6×6 float convolutions with enough channels and tiles,
-  whose output tiles are at least half used (a 2×2 output computes a 4×4
-  tile)."""
-  k, _, cin, _ = kernel.shape
+  """Stride-2 5×5/6×6 float convolutions with enough channels, tiles and
+  work, whose output tiles are at least half used (a 2×2 output computes a
+  4×4 tile)."""
+  k, _, cin, cout = kernel.shape
   if (stride != 2 or k not in (5, 6) or cin < _WINOGRAD_MIN_CHANNELS or
       x.dtype not in (jnp.float32, jnp.float64)):
     return False
   ho, wo = (_output_size(size, k, 2, padding) for size in x.shape[1:3])
   tiles = -(-ho // _TILE) * -(-wo // _TILE)
+  multiply_adds = x.shape[0] * ho * wo * k * k * cin * cout
   return (x.shape[0] * tiles >= _WINOGRAD_MIN_TILES and
+          multiply_adds >= _WINOGRAD_MIN_MULTIPLY_ADDS and
           2 * ho * wo >= tiles * _TILE * _TILE)
 
 
